@@ -1,0 +1,149 @@
+# onramp — plain Makefile, explicit sources, outputs under build/.
+#   make            build libraries and tools
+#   make check      every test (runs `make deps` first when a package is missing)
+#   make demo       build and run the demo
+#   make bench      benchmarks
+#   make docs       regenerate the README's parameter reference
+#   make install PREFIX=/usr/local DESTDIR=
+#   make SAN=address,undefined ...   sanitizer build (under build/san/)
+
+CC	?= cc
+PREFIX	?= /usr/local
+DESTDIR	?=
+
+ifeq ($(SAN),)
+B	:= build
+SANFLAGS :=
+else
+B	:= build/san
+SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+# Debian packages the project needs; `make deps` installs what is missing.
+DEB_PKGS := build-essential pkg-config clang libcmocka-dev libjson-c-dev liburing-dev \
+	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev
+
+INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/stack -Itests/lib
+CFLAGS	 ?= -O2 -g
+CFLAGS	 += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	    -fPIC -fvisibility=hidden -D_GNU_SOURCE -MMD -MP $(INCLUDES) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS	 += $(SANFLAGS)
+LDLIBS	 := -lpthread
+
+# ---- libraries (one per folder; a unit test links exactly what it tests) ------------------
+ENV_SRCS   := env/env.c
+PKT_SRCS   := shim/pkt/pool.c
+STACK_SRCS := shim/stack/region.c
+SDUMP_LIB_SRCS := tools/stackdump/read.c tools/stackdump/dump.c tools/stackdump/json.c
+
+LIB_ENV	  := $(B)/env/libonr_env.a
+LIB_PKT	  := $(B)/shim/pkt/libonr_pkt.a
+LIB_STACK := $(B)/shim/stack/libonr_stack.a
+LIB_SDUMP := $(B)/tools/stackdump/libstackdump.a
+
+obj = $(patsubst %.c,$(B)/%.o,$(1))
+
+# ---- programs ------------------------------------------------------------------------------
+STACKDUMP  := $(B)/tools/stackdump/stackdump
+DEMO	   := $(B)/tools/demo/region_demo
+BENCH_POOL := $(B)/tools/bench/bench_pool
+
+UNIT_TESTS := $(B)/tests/unit/env/test_params \
+	      $(B)/tests/unit/pkt/test_pool \
+	      $(B)/tests/unit/pkt/test_pool_wait \
+	      $(B)/tests/unit/stack/test_region
+
+ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_SDUMP) $(STACKDUMP) $(DEMO) $(BENCH_POOL)
+
+.PHONY: all check unit docs docs-check demo bench install deps clean format
+all: $(ALL)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB_ENV): $(call obj,$(ENV_SRCS))
+$(LIB_PKT): $(call obj,$(PKT_SRCS))
+$(LIB_STACK): $(call obj,$(STACK_SRCS))
+$(LIB_SDUMP): $(call obj,$(SDUMP_LIB_SRCS))
+$(B)/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(STACKDUMP): $(call obj,tools/stackdump/main.c) $(LIB_SDUMP) $(LIB_ENV)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(DEMO): $(call obj,tools/demo/region_demo.c) $(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BENCH_POOL): $(call obj,tools/bench/bench_pool.c) $(LIB_PKT)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---- unit tests (cmocka) -------------------------------------------------------------------
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+JSONC_LIBS  = $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
+JSONC_CFLAGS = $(shell pkg-config --cflags json-c 2>/dev/null)
+TESTLIB := $(call obj,tests/lib/pool_assert.c)
+
+$(B)/tests/unit/env/test_params: $(call obj,tests/unit/env/test_params.c) $(LIB_ENV)
+$(B)/tests/unit/pkt/test_pool: $(call obj,tests/unit/pkt/test_pool.c) $(TESTLIB) $(LIB_PKT)
+$(B)/tests/unit/pkt/test_pool_wait: $(call obj,tests/unit/pkt/test_pool_wait.c) $(TESTLIB) \
+	$(LIB_PKT)
+$(B)/tests/unit/stack/test_region: $(call obj,tests/unit/stack/test_region.c) $(TESTLIB) \
+	$(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/tools/test_stackdump: $(call obj,tests/unit/tools/test_stackdump.c) \
+	$(TESTLIB) $(LIB_SDUMP) $(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/tools/test_stackdump.o: CFLAGS += $(JSONC_CFLAGS)
+$(UNIT_TESTS):
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(JSONC_LIBS) $(LDLIBS)
+
+unit: $(UNIT_TESTS) $(STACKDUMP)
+	ONRAMP_BUILD=$(B) ONRAMP_SRC=$(CURDIR) tests/run-unit.sh $(UNIT_TESTS)
+
+check: deps
+	$(MAKE) --no-print-directory all unit docs-check
+	$(MAKE) --no-print-directory SAN=address,undefined unit
+
+# ---- docs: the README's parameter reference comes from env/params.def ----------------------
+docs: $(STACKDUMP)
+	tools/gen-readme-params.sh $(STACKDUMP) README.md
+
+docs-check: $(STACKDUMP)
+	tools/gen-readme-params.sh --check $(STACKDUMP) README.md
+
+# ---- demo and benchmarks -------------------------------------------------------------------
+demo: deps
+	$(MAKE) --no-print-directory all
+	tools/demo/demo.sh $(B)
+
+bench: $(BENCH_POOL)
+	$(BENCH_POOL)
+
+# ---- install -------------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/onramp \
+		$(DESTDIR)$(PREFIX)/share/doc/onramp
+	install -m 0755 $(STACKDUMP) $(DESTDIR)$(PREFIX)/bin/stackdump
+	install -m 0644 shim/abi/stack_shm.h shim/abi/stats.def env/env.h env/params.def \
+		$(DESTDIR)$(PREFIX)/include/onramp/
+	$(STACKDUMP) doc --markdown > $(DESTDIR)$(PREFIX)/share/doc/onramp/parameters.md
+
+# Installs only what is missing, so it is quick and quiet when everything is there.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
