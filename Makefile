@@ -23,7 +23,7 @@ endif
 DEB_PKGS := build-essential pkg-config clang libcmocka-dev libjson-c-dev liburing-dev \
 	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev
 
-INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/stack -Itests/lib
+INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/link -Ishim/stack -Itests/lib
 CFLAGS	 ?= -O2 -g
 CFLAGS	 += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	    -fPIC -fvisibility=hidden -D_GNU_SOURCE -MMD -MP $(INCLUDES) $(SANFLAGS) $(EXTRA_CFLAGS)
@@ -33,12 +33,15 @@ LDLIBS	 := -lpthread
 # ---- libraries (one per folder; a unit test links exactly what it tests) ------------------
 ENV_SRCS   := env/env.c
 PKT_SRCS   := shim/pkt/pool.c
-STACK_SRCS := shim/stack/region.c
+STACK_SRCS := shim/stack/region.c shim/stack/stack.c shim/stack/eth.c shim/stack/arp.c \
+	      shim/stack/ip.c shim/stack/icmp.c shim/stack/udp.c shim/stack/sock.c
+LINK_SRCS  := shim/link/loop.c
 SDUMP_LIB_SRCS := tools/stackdump/read.c tools/stackdump/dump.c tools/stackdump/json.c
 
 LIB_ENV	  := $(B)/env/libonr_env.a
 LIB_PKT	  := $(B)/shim/pkt/libonr_pkt.a
 LIB_STACK := $(B)/shim/stack/libonr_stack.a
+LIB_LINK  := $(B)/shim/link/libonr_link.a
 LIB_SDUMP := $(B)/tools/stackdump/libstackdump.a
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
@@ -51,9 +54,10 @@ BENCH_POOL := $(B)/tools/bench/bench_pool
 UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/pkt/test_pool \
 	      $(B)/tests/unit/pkt/test_pool_wait \
-	      $(B)/tests/unit/stack/test_region
+	      $(B)/tests/unit/stack/test_region \
+	      $(B)/tests/unit/stack/test_udp
 
-ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_SDUMP) $(STACKDUMP) $(DEMO) $(BENCH_POOL)
+ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_SDUMP) $(STACKDUMP) $(DEMO) $(BENCH_POOL)
 
 .PHONY: all check unit docs docs-check demo bench install deps clean format
 all: $(ALL)
@@ -65,6 +69,7 @@ $(B)/%.o: %.c
 $(LIB_ENV): $(call obj,$(ENV_SRCS))
 $(LIB_PKT): $(call obj,$(PKT_SRCS))
 $(LIB_STACK): $(call obj,$(STACK_SRCS))
+$(LIB_LINK): $(call obj,$(LINK_SRCS))
 $(LIB_SDUMP): $(call obj,$(SDUMP_LIB_SRCS))
 $(B)/%.a:
 	@mkdir -p $(dir $@)
@@ -84,6 +89,7 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 JSONC_LIBS  = $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 JSONC_CFLAGS = $(shell pkg-config --cflags json-c 2>/dev/null)
 TESTLIB := $(call obj,tests/lib/pool_assert.c)
+STACKPAIR := $(call obj,tests/lib/stackpair.c)
 
 $(B)/tests/unit/env/test_params: $(call obj,tests/unit/env/test_params.c) $(LIB_ENV)
 $(B)/tests/unit/pkt/test_pool: $(call obj,tests/unit/pkt/test_pool.c) $(TESTLIB) $(LIB_PKT)
@@ -91,6 +97,8 @@ $(B)/tests/unit/pkt/test_pool_wait: $(call obj,tests/unit/pkt/test_pool_wait.c) 
 	$(LIB_PKT)
 $(B)/tests/unit/stack/test_region: $(call obj,tests/unit/stack/test_region.c) $(TESTLIB) \
 	$(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/stack/test_udp: $(call obj,tests/unit/stack/test_udp.c) $(STACKPAIR) \
+	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/tools/test_stackdump: $(call obj,tests/unit/tools/test_stackdump.c) \
 	$(TESTLIB) $(LIB_SDUMP) $(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/tools/test_stackdump.o: CFLAGS += $(JSONC_CFLAGS)

@@ -1,0 +1,42 @@
+/*
+ * shim/link/link.h — how a stack reaches the wire (design §6). A link moves whole Ethernet
+ * frames, each a pool frame (a head buffer index, possibly a chain), in bursts:
+ *
+ *   RX: the link keeps up to `rx_target` buffers posted (owner RX_RING), taking them with
+ *       RX-path gets so that the reserve and the RX cap apply; rx_burst hands received
+ *       frames to the stack still owned RX_RING. The stack re-owns or puts each one.
+ *   TX: tx_burst takes frames owned TX_RING and puts each when the link is done with it.
+ *
+ * Links never allocate per packet and never make a syscall per packet.
+ */
+#ifndef ONRAMP_LINK_H
+#define ONRAMP_LINK_H
+
+#include <stdint.h>
+
+#include "pkt_pool.h"
+
+struct link;
+
+struct link_ops {
+	const char *kind; /* "loop", "tap", "xdp" */
+	/* Post RX buffers up to the target. Returns buffers posted now. */
+	unsigned (*rx_refill)(struct link *l);
+	/* Up to n received frames into heads[]. */
+	unsigned (*rx_burst)(struct link *l, uint32_t *heads, unsigned n);
+	/* Send frames; returns how many the link took (the rest stay with the caller). */
+	unsigned (*tx_burst)(struct link *l, const uint32_t *heads, unsigned n);
+	/* Give back every buffer the link holds. */
+	void (*close)(struct link *l);
+};
+
+struct link {
+	const struct link_ops *ops;
+	struct pkt_pool *pool;
+	struct onr_stats *stats;
+	uint8_t mac[6];
+	uint16_t mtu;	    /* IP MTU, bytes */
+	uint32_t rx_target; /* buffers to keep posted (EF_RXQ_SIZE) */
+};
+
+#endif

@@ -1,0 +1,398 @@
+/*
+ * shim/stack/sock.c — the native socket API over the stack's socket table: open, bind,
+ * connect, send, recv, shutdown, close, options and readiness, with Linux's errno values.
+ * UDP is served here; each call is non-blocking (the caller waits on -EAGAIN).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "sock.h"
+
+struct stack_sock *sock_get(struct stack *s, uint32_t id)
+{
+	if (id >= s->st->n_socks || s->socks[id].type == SOCK_T_FREE)
+		return NULL;
+	return &s->socks[id];
+}
+
+int sock_open(struct stack *s, int type)
+{
+	uint32_t id = s->st->sock_free_head;
+	struct stack_sock *so;
+
+	if (type != SOCK_T_UDP)
+		return -EPROTONOSUPPORT;
+	if (id == SOCK_NIL)
+		return -EMFILE;
+	so = &s->socks[id];
+	s->st->sock_free_head = so->hash_next;
+	memset(so, 0, sizeof(*so));
+	so->type = (uint8_t)type;
+	so->hash_next = SOCK_NIL;
+	so->rxq_head = so->rxq_tail = ONR_PKT_NIL;
+	so->rcvbuf = (uint32_t)s->cfg->udp_rcvbuf;
+	so->sndbuf = (uint32_t)s->cfg->udp_sndbuf;
+	return (int)id;
+}
+
+static void sock_unhash(struct stack *s, uint32_t id)
+{
+	uint32_t *link = &s->udp_hash[udp_hash_bucket(s, s->socks[id].lport_be16)];
+
+	while (*link != SOCK_NIL && *link != id)
+		link = &s->socks[*link].hash_next;
+	if (*link == id)
+		*link = s->socks[id].hash_next;
+}
+
+static void sock_rxq_purge(struct stack *s, struct stack_sock *so)
+{
+	while (so->rxq_head != ONR_PKT_NIL) {
+		uint32_t h = so->rxq_head;
+		so->rxq_head = pkt_meta(s->pool, h)->queue_next;
+		pkt_pool_put(s->pool, h);
+	}
+	so->rxq_tail = ONR_PKT_NIL;
+	so->rxq_bufs = so->rxq_bytes = 0;
+}
+
+int sock_close(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	if (so->flags & SOCK_F_BOUND)
+		sock_unhash(s, id);
+	sock_rxq_purge(s, so);
+	memset(so, 0, sizeof(*so));
+	so->hash_next = s->st->sock_free_head;
+	s->st->sock_free_head = id;
+	return 0;
+}
+
+bool sock_port_in_use(struct stack *s, int type, uint32_t laddr_be32, uint16_t port_be16,
+		      uint32_t except)
+{
+	(void)type;
+	for (uint32_t id = s->udp_hash[udp_hash_bucket(s, port_be16)]; id != SOCK_NIL;
+	     id = s->socks[id].hash_next) {
+		const struct stack_sock *so = &s->socks[id];
+		if (id != except && so->lport_be16 == port_be16 &&
+		    (!so->laddr_be32 || !laddr_be32 || so->laddr_be32 == laddr_be32))
+			return true;
+	}
+	return false;
+}
+
+static uint64_t stack_rng(struct stack *s)
+{
+	uint64_t x = s->st->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	s->st->rng = x;
+	return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* RFC 6056 §3.3.2 (algorithm 2): a random start, then a random step per collision. */
+int sock_pick_port(struct stack *s, uint32_t id, uint16_t *port_be16)
+{
+	const uint32_t n = SOCK_EPHEMERAL_HI - SOCK_EPHEMERAL_LO + 1;
+	uint32_t next = (uint32_t)(stack_rng(s) % n);
+	struct stack_sock *so = &s->socks[id];
+
+	for (uint32_t tries = 0; tries < n; tries++) {
+		uint16_t port = htons((uint16_t)(SOCK_EPHEMERAL_LO + next));
+		if (!sock_port_in_use(s, so->type, so->laddr_be32, port, id)) {
+			*port_be16 = port;
+			return 0;
+		}
+		next = (next + 1) % n;
+	}
+	return -EADDRINUSE;
+}
+
+static void sock_hash(struct stack *s, uint32_t id)
+{
+	uint32_t b = udp_hash_bucket(s, s->socks[id].lport_be16);
+
+	s->socks[id].hash_next = s->udp_hash[b];
+	s->udp_hash[b] = id;
+}
+
+int sock_bind(struct stack *s, uint32_t id, const struct sock_addr *a)
+{
+	struct stack_sock *so = sock_get(s, id);
+	uint16_t port = a->port_be16;
+	int err;
+
+	if (!so)
+		return -EBADF;
+	if (so->flags & SOCK_F_BOUND)
+		return -EINVAL;
+	if (a->addr_be32 != 0 && a->addr_be32 != s->addr_be32)
+		return -EADDRNOTAVAIL;
+	so->laddr_be32 = a->addr_be32;
+	if (port == 0) {
+		err = sock_pick_port(s, id, &port);
+		if (err)
+			return err;
+	} else if (sock_port_in_use(s, so->type, a->addr_be32, port, id)) {
+		return -EADDRINUSE;
+	}
+	so->lport_be16 = port;
+	so->flags |= SOCK_F_BOUND;
+	sock_hash(s, id);
+	return 0;
+}
+
+static int sock_autobind(struct stack *s, uint32_t id)
+{
+	struct sock_addr any = {0, 0};
+
+	return (s->socks[id].flags & SOCK_F_BOUND) ? 0 : sock_bind(s, id, &any);
+}
+
+int sock_connect(struct stack *s, uint32_t id, const struct sock_addr *a)
+{
+	struct stack_sock *so = sock_get(s, id);
+	int err;
+
+	if (!so)
+		return -EBADF;
+	if (a->addr_be32 == 0) {
+		/* AF_UNSPEC-style dissolve of the association */
+		so->flags &= (uint8_t)~SOCK_F_CONNECTED;
+		so->raddr_be32 = 0;
+		so->rport_be16 = 0;
+		return 0;
+	}
+	if (a->port_be16 == 0)
+		return -ECONNREFUSED; /* Linux accepts port 0 for UDP, but nothing answers it */
+	if (!ip_route(s, a->addr_be32))
+		return -ENETUNREACH;
+	err = sock_autobind(s, id);
+	if (err)
+		return err;
+	so->raddr_be32 = a->addr_be32;
+	so->rport_be16 = a->port_be16;
+	so->path_mtu = 0;
+	so->so_error = 0;
+	so->flags |= SOCK_F_CONNECTED;
+	return 0;
+}
+
+ssize_t sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int flags,
+		  const struct sock_addr *to)
+{
+	struct stack_sock *so = sock_get(s, id);
+	struct sock_addr peer;
+	int err;
+
+	(void)flags;
+	if (!so)
+		return -EBADF;
+	if (so->shut & 2)
+		return -EPIPE;
+	if (so->so_error) {
+		err = so->so_error;
+		so->so_error = 0;
+		return err;
+	}
+	if (!to) {
+		if (!(so->flags & SOCK_F_CONNECTED))
+			return -EDESTADDRREQ;
+		peer.addr_be32 = so->raddr_be32;
+		peer.port_be16 = so->rport_be16;
+		to = &peer;
+	}
+	if (to->port_be16 == 0)
+		return -EINVAL;
+	err = sock_autobind(s, id);
+	if (err)
+		return err;
+	return udp_output(s, id, buf, len, to);
+}
+
+ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
+		  struct sock_addr *from)
+{
+	struct stack_sock *so = sock_get(s, id);
+	uint32_t head;
+	struct onr_pkt_meta *m;
+	size_t n;
+
+	if (!so)
+		return -EBADF;
+	if (so->so_error) {
+		int err = so->so_error;
+		so->so_error = 0;
+		return err;
+	}
+	head = so->rxq_head;
+	if (head == ONR_PKT_NIL)
+		return (so->shut & 1) ? 0 : -EAGAIN;
+	m = pkt_meta(s->pool, head);
+	n = m->frame_len < len ? m->frame_len : len;
+	pkt_chain_copy_out(s->pool, head, 0, buf, n);
+	if (from) {
+		const struct udp_hdr *uh =
+		    (const struct udp_hdr *)(pkt_data(s->pool, head) - UDP_HDR_LEN);
+		from->addr_be32 = m->user;
+		from->port_be16 = uh->sport_be16;
+	}
+	if (flags & SOCK_MSG_TRUNC)
+		n = m->frame_len;
+	if (!(flags & SOCK_MSG_PEEK)) {
+		so->rxq_head = m->queue_next;
+		if (so->rxq_head == ONR_PKT_NIL)
+			so->rxq_tail = ONR_PKT_NIL;
+		so->rxq_bufs -= pkt_chain_count(s->pool, head);
+		so->rxq_bytes -= m->frame_len;
+		pkt_pool_put(s->pool, head);
+	}
+	return (ssize_t)n;
+}
+
+int sock_shutdown(struct stack *s, uint32_t id, int how)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	if (how < SHUT_RD || how > SHUT_RDWR)
+		return -EINVAL;
+	if (!(so->flags & SOCK_F_CONNECTED))
+		return -ENOTCONN;
+	so->shut |= (uint8_t)(how + 1);
+	if (so->shut & 1)
+		sock_rxq_purge(s, so);
+	return 0;
+}
+
+unsigned sock_events(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = sock_get(s, id);
+	unsigned ev = 0;
+
+	if (!so)
+		return SOCK_EV_ERR;
+	if (so->rxq_head != ONR_PKT_NIL || (so->shut & 1))
+		ev |= SOCK_EV_IN;
+	if (!(so->shut & 2) && pkt_pool_tx_available(s->pool) > 0)
+		ev |= SOCK_EV_OUT;
+	if (so->so_error)
+		ev |= SOCK_EV_ERR;
+	if (so->shut == 3)
+		ev |= SOCK_EV_HUP;
+	return ev;
+}
+
+int sock_getname(struct stack *s, uint32_t id, struct sock_addr *a)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	a->addr_be32 = so->laddr_be32;
+	a->port_be16 = so->lport_be16;
+	return 0;
+}
+
+int sock_getpeer(struct stack *s, uint32_t id, struct sock_addr *a)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	if (!(so->flags & SOCK_F_CONNECTED))
+		return -ENOTCONN;
+	a->addr_be32 = so->raddr_be32;
+	a->port_be16 = so->rport_be16;
+	return 0;
+}
+
+/* Linux doubles SO_RCVBUF/SO_SNDBUF for bookkeeping and floors them (net/core/sock.c). */
+static uint32_t sockbuf_value(int value, uint32_t floor)
+{
+	uint64_t v = value < 0 ? 0 : (uint64_t)value * 2;
+
+	if (v > 67108864u)
+		v = 67108864u;
+	return v < floor ? floor : (uint32_t)v;
+}
+
+int sock_setopt(struct stack *s, uint32_t id, int level, int name, int value)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	if (level != SOL_SOCKET)
+		return -ENOPROTOOPT;
+	switch (name) {
+	case SO_RCVBUF:
+		so->rcvbuf = sockbuf_value(value, 2304);
+		return 0;
+	case SO_SNDBUF:
+		so->sndbuf = sockbuf_value(value, 4608);
+		return 0;
+	default:
+		return -ENOPROTOOPT;
+	}
+}
+
+int sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	if (level != SOL_SOCKET)
+		return -ENOPROTOOPT;
+	switch (name) {
+	case SO_RCVBUF:
+		*value = (int)so->rcvbuf;
+		return 0;
+	case SO_SNDBUF:
+		*value = (int)so->sndbuf;
+		return 0;
+	case SO_ERROR:
+		*value = -so->so_error;
+		so->so_error = 0;
+		return 0;
+	case SO_TYPE:
+		*value = SOCK_DGRAM;
+		return 0;
+	default:
+		return -ENOPROTOOPT;
+	}
+}
+
+void sock_error_host(struct stack *s, uint32_t addr_be32, int err)
+{
+	for (uint32_t id = 0; id < s->st->n_socks; id++) {
+		struct stack_sock *so = &s->socks[id];
+		if (so->type != SOCK_T_FREE && (so->flags & SOCK_F_CONNECTED) &&
+		    so->raddr_be32 == addr_be32)
+			so->so_error = err;
+	}
+}
+
+void sock_path_mtu(struct stack *s, uint32_t addr_be32, uint16_t mtu)
+{
+	/* RFC 1191 §3: ignore values below the IPv4 minimum of 68; Linux floors at 552 */
+	if (mtu < 552)
+		mtu = 552;
+	if (mtu >= s->mtu)
+		return;
+	for (uint32_t id = 0; id < s->st->n_socks; id++) {
+		struct stack_sock *so = &s->socks[id];
+		if (so->type != SOCK_T_FREE && (so->flags & SOCK_F_CONNECTED) &&
+		    so->raddr_be32 == addr_be32 && (!so->path_mtu || mtu < so->path_mtu))
+			so->path_mtu = mtu;
+	}
+}

@@ -1,0 +1,76 @@
+/*
+ * shim/stack/sock.h — the native socket API (design §5): what the intercept layer calls and
+ * what unit tests drive. Sockets are named by index in the stack's table. Every call returns
+ * 0, a count, or -errno with the value Linux gives for the same situation; none blocks: a
+ * call that would block returns -EAGAIN and the caller waits (the intercept layer spins
+ * EF_POLL_USEC, then sleeps). Call with the stack lock held.
+ */
+#ifndef ONRAMP_STACK_SOCK_H
+#define ONRAMP_STACK_SOCK_H
+
+#include <sys/types.h>
+
+#include "stack.h"
+
+/* Flags of sock_send/sock_recv: Linux's MSG_* values. */
+#define SOCK_MSG_PEEK	  0x02
+#define SOCK_MSG_TRUNC	  0x20
+#define SOCK_MSG_DONTWAIT 0x40
+#define SOCK_MSG_WAITALL  0x100
+#define SOCK_MSG_MORE	  0x8000
+
+#define SOCK_EPHEMERAL_LO 32768 /* Linux's ip_local_port_range */
+#define SOCK_EPHEMERAL_HI 60999
+
+/* A new socket of `type` (SOCK_T_UDP). Returns its id, or -EMFILE when the table is full,
+ * -EPROTONOSUPPORT for another type. */
+int sock_open(struct stack *s, int type);
+/* Release the socket and every buffer it holds. 0 or -EBADF. */
+int sock_close(struct stack *s, uint32_t id);
+
+/* -EINVAL already bound; -EADDRNOTAVAIL not our address; -EADDRINUSE port taken. Port 0
+ * picks an ephemeral port (RFC 6056). */
+int sock_bind(struct stack *s, uint32_t id, const struct sock_addr *a);
+/* UDP: set the peer (address 0: dissolve the association). Binds first when unbound. */
+int sock_connect(struct stack *s, uint32_t id, const struct sock_addr *a);
+
+/* Send len bytes (to `to`, or the connected peer when NULL). Returns len or -errno:
+ * -EDESTADDRREQ, -EMSGSIZE, -EAGAIN (no buffer now), -EHOSTUNREACH, -ECONNREFUSED
+ * (a pending ICMP error), -EPIPE after shutdown(SHUT_WR). */
+ssize_t sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int flags,
+		  const struct sock_addr *to);
+/* Receive into buf. UDP: one datagram, truncated to len (the full length with MSG_TRUNC);
+ * `from` gets the sender. Returns bytes, 0 after shutdown(SHUT_RD), or -EAGAIN. */
+ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
+		  struct sock_addr *from);
+/* SHUT_RD 0, SHUT_WR 1, SHUT_RDWR 2. -ENOTCONN for an unconnected UDP socket, as Linux. */
+int sock_shutdown(struct stack *s, uint32_t id, int how);
+
+/* SOCK_EV_* now true of the socket. */
+unsigned sock_events(struct stack *s, uint32_t id);
+
+/* Local and peer names. -ENOTCONN for the peer of an unconnected socket. */
+int sock_getname(struct stack *s, uint32_t id, struct sock_addr *a);
+int sock_getpeer(struct stack *s, uint32_t id, struct sock_addr *a);
+
+/* SOL_SOCKET options: SO_RCVBUF, SO_SNDBUF (Linux doubles the value and floors it),
+ * SO_ERROR (read and clear). -ENOPROTOOPT for others. */
+int sock_setopt(struct stack *s, uint32_t id, int level, int name, int value);
+int sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value);
+
+/* Errors arriving from below (ICMP, ARP) for sockets talking to `addr`. */
+void sock_error_host(struct stack *s, uint32_t addr_be32, int err);
+void sock_path_mtu(struct stack *s, uint32_t addr_be32, uint16_t mtu);
+
+/* A valid, open socket, or NULL. */
+struct stack_sock *sock_get(struct stack *s, uint32_t id);
+
+/* Internals shared by the protocol files. */
+ssize_t udp_output(struct stack *s, uint32_t id, const void *buf, size_t len,
+		   const struct sock_addr *to);
+uint32_t udp_hash_bucket(const struct stack *s, uint16_t port_be16);
+int sock_pick_port(struct stack *s, uint32_t id, uint16_t *port_be16);
+bool sock_port_in_use(struct stack *s, int type, uint32_t laddr_be32, uint16_t port_be16,
+		      uint32_t except);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * tests/lib/stackpair.h — two stacks in one process joined by the loop link, on a virtual
+ * clock: the bench for every protocol test (design §10). Stack A is 198.18.0.1/24 and B is
+ * 198.18.0.2/24; each has its own pool. stackpair_destroy fails the running test unless both
+ * pools are full.
+ */
+#ifndef ONRAMP_TESTS_STACKPAIR_H
+#define ONRAMP_TESTS_STACKPAIR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "sock.h"
+#include "stack.h"
+
+#define STACKPAIR_ADDR_A 0xc6120001u /* 198.18.0.1, host order */
+#define STACKPAIR_ADDR_B 0xc6120002u
+
+struct stackpair_side {
+	struct onr_config cfg;
+	struct onr_pool_shm shm;
+	struct onr_stats stats;
+	struct onr_pkt_meta *meta;
+	uint8_t *data;
+	struct pkt_pool pool;
+	void *state;
+	struct stack stack;
+};
+
+struct stackpair {
+	struct stack_clock clock;
+	struct loop_end end_a, end_b;
+	struct stackpair_side a, b;
+};
+
+struct stackpair_opts {
+	uint32_t max_packets; /* 0: 1024 */
+	uint32_t rxq_size;    /* 0: 64 */
+	uint32_t txq_size;    /* 0: 256 */
+	uint32_t n_socks;     /* 0: 64 */
+	uint16_t mtu;	      /* 0: 1500 */
+	uint64_t seed;	      /* 0: 1 */
+};
+
+/* A new pair (opts may be NULL); fails the test on error. */
+struct stackpair *stackpair_create(const struct stackpair_opts *opts);
+/* Poll both stacks until nothing is in flight, up to `max_ns` of virtual time, advancing
+ * the clock to each next arrival or by `step_ns`. Returns virtual ns spent. */
+uint64_t stackpair_run(struct stackpair *p, uint64_t max_ns);
+/* Poll both once, then advance the clock by ns. */
+void stackpair_step(struct stackpair *p, uint64_t ns);
+/* Close both stacks, check both pools full (fails the test otherwise), free everything. */
+void stackpair_destroy(struct stackpair *p);
+
+/* Helpers for the common case. */
+struct sock_addr stackpair_addr(uint32_t host_addr, uint16_t port);
+uint64_t stat_of(const struct stack *s, const char *name);
+
+#endif
