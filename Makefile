@@ -55,7 +55,8 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/pkt/test_pool \
 	      $(B)/tests/unit/pkt/test_pool_wait \
 	      $(B)/tests/unit/stack/test_region \
-	      $(B)/tests/unit/stack/test_udp
+	      $(B)/tests/unit/stack/test_udp \
+	      $(B)/tests/unit/tools/test_stackdump
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_SDUMP) $(STACKDUMP) $(DEMO) $(BENCH_POOL)
 

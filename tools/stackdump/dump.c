@@ -45,6 +45,14 @@ static const char *text_clean(char *dst, size_t len, const char *src, size_t max
 	return i ? dst : "-";
 }
 
+/* The same, in place and keeping an empty string empty: a profile line "EF_X=" must stay one. */
+static void text_clean_inplace(char *s)
+{
+	for (; *s; s++)
+		if (*s < 0x20 || *s >= 0x7f)
+			*s = '?';
+}
+
 static const char *pressure_word(uint32_t p)
 {
 	return p < sizeof(pressure_words) / sizeof(pressure_words[0]) ? pressure_words[p]
@@ -418,14 +426,17 @@ static void config_show(struct sdump_out *o, const struct sdump_region *r, bool 
 	for (size_t i = 0; i < env_n_params; i++) {
 		const struct env_param *p = &env_params[i];
 
-		/* Bounded for strings and range-checked for enums: the region is not trusted. */
+		/* Bounded for strings and range-checked for enums: the region is not trusted.
+		 * As text, control bytes in a string could forge lines or drive the terminal. */
 		env_format_value(r->config, p, v, sizeof(v));
-		if (!o->json)
+		if (!o->json) {
+			text_clean_inplace(v);
 			fprintf(o->f, "%s%s=%s\n", profile ? "" : "  ", p->name, v);
-		else if (p->type == ENV_INT)
+		} else if (p->type == ENV_INT) {
 			sdump_json_int(&o->j, p->name, config_int(r->config, p));
-		else
+		} else {
 			sdump_json_str(&o->j, p->name, v);
+		}
 	}
 	if (o->json)
 		sdump_json_obj_end(&o->j);
