@@ -28,13 +28,15 @@ CFLAGS	 ?= -O2 -g
 CFLAGS	 += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	    -fPIC -fvisibility=hidden -D_GNU_SOURCE -MMD -MP $(INCLUDES) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS	 += $(SANFLAGS)
-LDLIBS	 := -lpthread
+LDLIBS	 := -lm -lpthread
 
 # ---- libraries (one per folder; a unit test links exactly what it tests) ------------------
 ENV_SRCS   := env/env.c
 PKT_SRCS   := shim/pkt/pool.c
 STACK_SRCS := shim/stack/region.c shim/stack/stack.c shim/stack/eth.c shim/stack/arp.c \
-	      shim/stack/ip.c shim/stack/icmp.c shim/stack/udp.c shim/stack/sock.c
+	      shim/stack/ip.c shim/stack/icmp.c shim/stack/udp.c shim/stack/sock.c \
+	      shim/stack/tcp_in.c shim/stack/tcp_out.c shim/stack/tcp_sock.c shim/stack/tcp_timer.c \
+	      shim/stack/tcp_cc.c
 LINK_SRCS  := shim/link/loop.c
 SDUMP_LIB_SRCS := tools/stackdump/read.c tools/stackdump/dump.c tools/stackdump/json.c
 
@@ -56,6 +58,8 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/pkt/test_pool_wait \
 	      $(B)/tests/unit/stack/test_region \
 	      $(B)/tests/unit/stack/test_udp \
+	      $(B)/tests/unit/stack/test_ipv4 \
+	      $(B)/tests/unit/stack/test_tcp \
 	      $(B)/tests/unit/tools/test_stackdump
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_SDUMP) $(STACKDUMP) $(DEMO) $(BENCH_POOL)
@@ -99,6 +103,10 @@ $(B)/tests/unit/pkt/test_pool_wait: $(call obj,tests/unit/pkt/test_pool_wait.c) 
 $(B)/tests/unit/stack/test_region: $(call obj,tests/unit/stack/test_region.c) $(TESTLIB) \
 	$(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_udp: $(call obj,tests/unit/stack/test_udp.c) $(STACKPAIR) \
+	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/stack/test_ipv4: $(call obj,tests/unit/stack/test_ipv4.c) $(STACKPAIR) \
+	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/stack/test_tcp: $(call obj,tests/unit/stack/test_tcp.c) $(STACKPAIR) \
 	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/tools/test_stackdump: $(call obj,tests/unit/tools/test_stackdump.c) \
 	$(TESTLIB) $(LIB_SDUMP) $(LIB_STACK) $(LIB_PKT) $(LIB_ENV)

@@ -173,12 +173,19 @@ void arp_output(struct stack *s, uint32_t head, uint32_t nexthop_be32)
 		e->tries = 0;
 		e->pending_head = e->pending_tail = ONR_PKT_NIL;
 	}
-	if (e->state == ARP_REACHABLE) {
-		/* expired: keep using it while asking again (RFC 1122 §2.3.2.1) */
+	if (e->state == ARP_REACHABLE && e->tries < ARP_TRIES) {
+		/* expired: keep using it while asking it directly (RFC 1122 §2.3.2.1) */
 		eth_output(s, head, e->mac, ETH_TYPE_IPV4);
+		e->tries++;
 		e->expires_ns = now + ARP_RETRY_NS;
 		arp_send(s, 1, e->mac, e->ip_be32, e->mac);
 		return;
+	}
+	if (e->state == ARP_REACHABLE) {
+		/* ARP_TRIES direct requests unanswered: the neighbour may be gone or have a new
+		 * address; resolve it afresh, to fail as an unknown one would */
+		e->state = ARP_INCOMPLETE;
+		e->tries = 0;
 	}
 	if (e->n_pending >= ARP_PENDING_MAX) {
 		STACK_STAT_INC(s, arp_pending_drops);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "stack.h"
+#include "tcp.h"
 
 uint32_t ip_chain_csum(const struct stack *s, uint32_t head, uint32_t off, uint32_t len,
 		       uint32_t sum)
@@ -86,7 +87,8 @@ static void ip_dispatch(struct stack *s, uint32_t head, const struct ipv4_hdr *i
 		icmp_input(s, head, ip);
 		return;
 	case IPPROTO_TCP_:
-		/* TCP is not served yet: answered as an unserved protocol would be */
+		tcp_input(s, head, ip);
+		return;
 	default:
 		STACK_STAT_INC(s, ip_rx_bad_proto);
 		pkt_push(s->pool, head, (uint16_t)((ip->ver_ihl & 0xf) * 4));
@@ -145,6 +147,19 @@ static bool reasm_overlaps(struct stack *s, const struct ip_reasm *r, uint32_t s
 	return false;
 }
 
+/* Where the furthest fragment held ends: a last fragment may not end before it. */
+static uint32_t reasm_held_end(struct stack *s, const struct ip_reasm *r)
+{
+	uint32_t end = 0;
+
+	for (uint32_t id = r->frags; id != ONR_PKT_NIL; id = pkt_meta(s->pool, id)->queue_next) {
+		uint32_t fe = pkt_meta(s->pool, id)->user + pkt_meta(s->pool, id)->frame_len;
+		if (fe > end)
+			end = fe;
+	}
+	return end;
+}
+
 /* Every fragment is here: link them in offset order behind the first one. */
 static uint32_t reasm_complete(struct stack *s, struct ip_reasm *r)
 {
@@ -197,7 +212,7 @@ static uint32_t ip_reasm_input(struct stack *s, uint32_t head, const struct ipv4
 		goto drop;
 	if (reasm_overlaps(s, r, start, end) || r->n_bufs + nbufs > IP_REASM_MAX_BUFS ||
 	    (r->total_len && end > r->total_len) || (!(frag & IPV4_MF) && r->total_len) ||
-	    (!(frag & IPV4_MF) && end < r->have_bytes)) {
+	    (!(frag & IPV4_MF) && end < reasm_held_end(s, r))) {
 		reasm_free(s, r);
 		goto drop;
 	}

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "sock.h"
+#include "tcp.h"
 
 struct stack_sock *sock_get(struct stack *s, uint32_t id)
 {
@@ -17,13 +18,11 @@ struct stack_sock *sock_get(struct stack *s, uint32_t id)
 	return &s->socks[id];
 }
 
-int sock_open(struct stack *s, int type)
+int sock_alloc(struct stack *s, int type)
 {
 	uint32_t id = s->st->sock_free_head;
 	struct stack_sock *so;
 
-	if (type != SOCK_T_UDP)
-		return -EPROTONOSUPPORT;
 	if (id == SOCK_NIL)
 		return -EMFILE;
 	so = &s->socks[id];
@@ -32,22 +31,56 @@ int sock_open(struct stack *s, int type)
 	so->type = (uint8_t)type;
 	so->hash_next = SOCK_NIL;
 	so->rxq_head = so->rxq_tail = ONR_PKT_NIL;
-	so->rcvbuf = (uint32_t)s->cfg->udp_rcvbuf;
-	so->sndbuf = (uint32_t)s->cfg->udp_sndbuf;
+	if (type == SOCK_T_TCP) {
+		tcp_sock_init(s, so);
+	} else {
+		so->rcvbuf = (uint32_t)s->cfg->udp_rcvbuf;
+		so->sndbuf = (uint32_t)s->cfg->udp_sndbuf;
+	}
 	return (int)id;
+}
+
+int sock_open(struct stack *s, int type)
+{
+	if (type != SOCK_T_UDP && type != SOCK_T_TCP)
+		return -EPROTONOSUPPORT;
+	return sock_alloc(s, type);
+}
+
+/* The chain of sockets sharing a local-port bucket, and the link field it uses. */
+static uint32_t *port_bucket(struct stack *s, const struct stack_sock *so, uint16_t port_be16)
+{
+	uint32_t b = udp_hash_bucket(s, port_be16);
+
+	return so->type == SOCK_T_TCP ? &s->tcp_port_hash[b] : &s->udp_hash[b];
+}
+
+static uint32_t *port_next(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+
+	return so->type == SOCK_T_TCP ? &so->tcp.port_next : &so->hash_next;
+}
+
+void sock_port_add(struct stack *s, uint32_t id)
+{
+	uint32_t *head = port_bucket(s, &s->socks[id], s->socks[id].lport_be16);
+
+	*port_next(s, id) = *head;
+	*head = id;
 }
 
 static void sock_unhash(struct stack *s, uint32_t id)
 {
-	uint32_t *link = &s->udp_hash[udp_hash_bucket(s, s->socks[id].lport_be16)];
+	uint32_t *link = port_bucket(s, &s->socks[id], s->socks[id].lport_be16);
 
 	while (*link != SOCK_NIL && *link != id)
-		link = &s->socks[*link].hash_next;
+		link = port_next(s, *link);
 	if (*link == id)
-		*link = s->socks[id].hash_next;
+		*link = *port_next(s, id);
 }
 
-static void sock_rxq_purge(struct stack *s, struct stack_sock *so)
+void sock_rxq_purge(struct stack *s, struct stack_sock *so)
 {
 	while (so->rxq_head != ONR_PKT_NIL) {
 		uint32_t h = so->rxq_head;
@@ -58,43 +91,49 @@ static void sock_rxq_purge(struct stack *s, struct stack_sock *so)
 	so->rxq_bufs = so->rxq_bytes = 0;
 }
 
-int sock_close(struct stack *s, uint32_t id)
+void sock_free(struct stack *s, uint32_t id)
 {
-	struct stack_sock *so = sock_get(s, id);
+	struct stack_sock *so = &s->socks[id];
 
-	if (!so)
-		return -EBADF;
 	if (so->flags & SOCK_F_BOUND)
 		sock_unhash(s, id);
 	sock_rxq_purge(s, so);
 	memset(so, 0, sizeof(*so));
 	so->hash_next = s->st->sock_free_head;
 	s->st->sock_free_head = id;
+}
+
+int sock_close(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	if (so->type == SOCK_T_TCP)
+		return tcp_sock_close(s, id);
+	sock_free(s, id);
 	return 0;
 }
 
 bool sock_port_in_use(struct stack *s, int type, uint32_t laddr_be32, uint16_t port_be16,
 		      uint32_t except)
 {
-	(void)type;
-	for (uint32_t id = s->udp_hash[udp_hash_bucket(s, port_be16)]; id != SOCK_NIL;
-	     id = s->socks[id].hash_next) {
+	struct stack_sock probe = {.type = (uint8_t)type};
+	bool reuse = except != SOCK_NIL && type == SOCK_T_TCP &&
+		     (s->socks[except].tcp.tflags & TCP_F_REUSEADDR);
+
+	for (uint32_t id = *port_bucket(s, &probe, port_be16); id != SOCK_NIL;
+	     id = *port_next(s, id)) {
 		const struct stack_sock *so = &s->socks[id];
-		if (id != except && so->lport_be16 == port_be16 &&
-		    (!so->laddr_be32 || !laddr_be32 || so->laddr_be32 == laddr_be32))
-			return true;
+		if (id == except || so->lport_be16 != port_be16 ||
+		    (so->laddr_be32 && laddr_be32 && so->laddr_be32 != laddr_be32))
+			continue;
+		/* SO_REUSEADDR: a port whose connections are only in TIME_WAIT may be bound */
+		if (reuse && so->state == TCPS_TIME_WAIT)
+			continue;
+		return true;
 	}
 	return false;
-}
-
-static uint64_t stack_rng(struct stack *s)
-{
-	uint64_t x = s->st->rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	s->st->rng = x;
-	return x * 0x2545f4914f6cdd1dULL;
 }
 
 /* RFC 6056 §3.3.2 (algorithm 2): a random start, then a random step per collision. */
@@ -115,14 +154,6 @@ int sock_pick_port(struct stack *s, uint32_t id, uint16_t *port_be16)
 	return -EADDRINUSE;
 }
 
-static void sock_hash(struct stack *s, uint32_t id)
-{
-	uint32_t b = udp_hash_bucket(s, s->socks[id].lport_be16);
-
-	s->socks[id].hash_next = s->udp_hash[b];
-	s->udp_hash[b] = id;
-}
-
 int sock_bind(struct stack *s, uint32_t id, const struct sock_addr *a)
 {
 	struct stack_sock *so = sock_get(s, id);
@@ -131,7 +162,7 @@ int sock_bind(struct stack *s, uint32_t id, const struct sock_addr *a)
 
 	if (!so)
 		return -EBADF;
-	if (so->flags & SOCK_F_BOUND)
+	if ((so->flags & SOCK_F_BOUND) || (so->type == SOCK_T_TCP && so->state != TCPS_CLOSED))
 		return -EINVAL;
 	if (a->addr_be32 != 0 && a->addr_be32 != s->addr_be32)
 		return -EADDRNOTAVAIL;
@@ -145,11 +176,11 @@ int sock_bind(struct stack *s, uint32_t id, const struct sock_addr *a)
 	}
 	so->lport_be16 = port;
 	so->flags |= SOCK_F_BOUND;
-	sock_hash(s, id);
+	sock_port_add(s, id);
 	return 0;
 }
 
-static int sock_autobind(struct stack *s, uint32_t id)
+int sock_autobind(struct stack *s, uint32_t id)
 {
 	struct sock_addr any = {0, 0};
 
@@ -163,6 +194,8 @@ int sock_connect(struct stack *s, uint32_t id, const struct sock_addr *a)
 
 	if (!so)
 		return -EBADF;
+	if (so->type == SOCK_T_TCP)
+		return tcp_sock_connect(s, id, a);
 	if (a->addr_be32 == 0) {
 		/* AF_UNSPEC-style dissolve of the association */
 		so->flags &= (uint8_t)~SOCK_F_CONNECTED;
@@ -192,9 +225,10 @@ ssize_t sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int
 	struct sock_addr peer;
 	int err;
 
-	(void)flags;
 	if (!so)
 		return -EBADF;
+	if (so->type == SOCK_T_TCP)
+		return to ? -EISCONN : tcp_sock_send(s, id, buf, len, flags);
 	if (so->shut & 2)
 		return -EPIPE;
 	if (so->so_error) {
@@ -227,6 +261,13 @@ ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags
 
 	if (!so)
 		return -EBADF;
+	if (so->type == SOCK_T_TCP) {
+		if (from && so->state != TCPS_LISTEN) {
+			from->addr_be32 = so->raddr_be32;
+			from->port_be16 = so->rport_be16;
+		}
+		return tcp_sock_recv(s, id, buf, len, flags);
+	}
 	if (so->so_error) {
 		int err = so->so_error;
 		so->so_error = 0;
@@ -265,6 +306,8 @@ int sock_shutdown(struct stack *s, uint32_t id, int how)
 		return -EBADF;
 	if (how < SHUT_RD || how > SHUT_RDWR)
 		return -EINVAL;
+	if (so->type == SOCK_T_TCP)
+		return tcp_sock_shutdown(s, id, how);
 	if (!(so->flags & SOCK_F_CONNECTED))
 		return -ENOTCONN;
 	so->shut |= (uint8_t)(how + 1);
@@ -280,6 +323,8 @@ unsigned sock_events(struct stack *s, uint32_t id)
 
 	if (!so)
 		return SOCK_EV_ERR;
+	if (so->type == SOCK_T_TCP)
+		return tcp_sock_events(s, id);
 	if (so->rxq_head != ONR_PKT_NIL || (so->shut & 1))
 		ev |= SOCK_EV_IN;
 	if (!(so->shut & 2) && pkt_pool_tx_available(s->pool) > 0)
@@ -308,7 +353,9 @@ int sock_getpeer(struct stack *s, uint32_t id, struct sock_addr *a)
 
 	if (!so)
 		return -EBADF;
-	if (!(so->flags & SOCK_F_CONNECTED))
+	if (!(so->flags & SOCK_F_CONNECTED) ||
+	    (so->type == SOCK_T_TCP && so->state != TCPS_ESTABLISHED &&
+	     so->state != TCPS_CLOSE_WAIT && so->state < TCPS_FIN_WAIT_1))
 		return -ENOTCONN;
 	a->addr_be32 = so->raddr_be32;
 	a->port_be16 = so->rport_be16;
@@ -331,8 +378,10 @@ int sock_setopt(struct stack *s, uint32_t id, int level, int name, int value)
 
 	if (!so)
 		return -EBADF;
-	if (level != SOL_SOCKET)
-		return -ENOPROTOOPT;
+	if (level != SOL_SOCKET ||
+	    (so->type == SOCK_T_TCP && name != SO_RCVBUF && name != SO_SNDBUF))
+		return so->type == SOCK_T_TCP ? tcp_sock_setopt(s, id, level, name, value)
+					      : -ENOPROTOOPT;
 	switch (name) {
 	case SO_RCVBUF:
 		so->rcvbuf = sockbuf_value(value, 2304);
@@ -351,6 +400,9 @@ int sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value)
 
 	if (!so)
 		return -EBADF;
+	if (so->type == SOCK_T_TCP && (level != SOL_SOCKET || name == SO_KEEPALIVE ||
+				       name == SO_REUSEADDR || name == SO_ACCEPTCONN))
+		return tcp_sock_getopt(s, id, level, name, value);
 	if (level != SOL_SOCKET)
 		return -ENOPROTOOPT;
 	switch (name) {
@@ -365,7 +417,7 @@ int sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value)
 		so->so_error = 0;
 		return 0;
 	case SO_TYPE:
-		*value = SOCK_DGRAM;
+		*value = so->type == SOCK_T_TCP ? SOCK_STREAM : SOCK_DGRAM;
 		return 0;
 	default:
 		return -ENOPROTOOPT;
@@ -395,4 +447,26 @@ void sock_path_mtu(struct stack *s, uint32_t addr_be32, uint16_t mtu)
 		    so->raddr_be32 == addr_be32 && (!so->path_mtu || mtu < so->path_mtu))
 			so->path_mtu = mtu;
 	}
+}
+
+int sock_listen(struct stack *s, uint32_t id, int backlog)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	if (so->type != SOCK_T_TCP)
+		return -EOPNOTSUPP;
+	return tcp_sock_listen(s, id, backlog);
+}
+
+int sock_accept(struct stack *s, uint32_t id, struct sock_addr *peer)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	if (so->type != SOCK_T_TCP)
+		return -EOPNOTSUPP;
+	return tcp_sock_accept(s, id, peer);
 }

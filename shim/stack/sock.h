@@ -22,16 +22,24 @@
 #define SOCK_EPHEMERAL_LO 32768 /* Linux's ip_local_port_range */
 #define SOCK_EPHEMERAL_HI 60999
 
-/* A new socket of `type` (SOCK_T_UDP). Returns its id, or -EMFILE when the table is full,
- * -EPROTONOSUPPORT for another type. */
+/* A new socket of `type` (SOCK_T_UDP or SOCK_T_TCP). Returns its id, or -EMFILE when the table is
+ * full, -EPROTONOSUPPORT for another type. */
 int sock_open(struct stack *s, int type);
+/* TCP: listen with a backlog (Linux's: clamped to 4096, backlog + 1 connections queue);
+ * -EOPNOTSUPP for UDP, -EINVAL for a connected socket. */
+int sock_listen(struct stack *s, uint32_t id, int backlog);
+/* The next established connection: its id, or -EAGAIN, -EINVAL (not listening). */
+int sock_accept(struct stack *s, uint32_t id, struct sock_addr *peer);
+
 /* Release the socket and every buffer it holds. 0 or -EBADF. */
 int sock_close(struct stack *s, uint32_t id);
 
 /* -EINVAL already bound; -EADDRNOTAVAIL not our address; -EADDRINUSE port taken. Port 0
  * picks an ephemeral port (RFC 6056). */
 int sock_bind(struct stack *s, uint32_t id, const struct sock_addr *a);
-/* UDP: set the peer (address 0: dissolve the association). Binds first when unbound. */
+/* UDP: set the peer (address 0: dissolve the association). Binds first when unbound.
+ * TCP: start the handshake: -EINPROGRESS, then -EALREADY while it runs, -EISCONN once
+ * connected; the result shows in sock_events (OUT, or ERR with SO_ERROR set). */
 int sock_connect(struct stack *s, uint32_t id, const struct sock_addr *a);
 
 /* Send len bytes (to `to`, or the connected peer when NULL). Returns len or -errno:
@@ -66,6 +74,11 @@ void sock_path_mtu(struct stack *s, uint32_t addr_be32, uint16_t mtu);
 struct stack_sock *sock_get(struct stack *s, uint32_t id);
 
 /* Internals shared by the protocol files. */
+int sock_alloc(struct stack *s, int type);
+void sock_free(struct stack *s, uint32_t id);
+void sock_port_add(struct stack *s, uint32_t id);
+int sock_autobind(struct stack *s, uint32_t id);
+void sock_rxq_purge(struct stack *s, struct stack_sock *so);
 ssize_t udp_output(struct stack *s, uint32_t id, const void *buf, size_t len,
 		   const struct sock_addr *to);
 uint32_t udp_hash_bucket(const struct stack *s, uint16_t port_be16);

@@ -9,6 +9,19 @@
 
 #include "sock.h"
 #include "stack.h"
+#include "tcp.h"
+
+uint64_t stack_rng(struct stack *s)
+{
+	/* xorshift64*: ports and ISN keys need unpredictability from outside, not crypto */
+	uint64_t x = s->st->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	s->st->rng = x;
+	return x * 0x2545f4914f6cdd1dULL;
+}
 
 size_t stack_state_size(uint32_t n_socks)
 {
@@ -16,7 +29,7 @@ size_t stack_state_size(uint32_t n_socks)
 
 	while (buckets < 2 * n_socks)
 		buckets <<= 1;
-	return sizeof(struct stack_state) + buckets * sizeof(uint32_t) +
+	return sizeof(struct stack_state) + 3 * buckets * sizeof(uint32_t) +
 	       (size_t)n_socks * sizeof(struct stack_sock);
 }
 
@@ -39,7 +52,9 @@ int stack_init(struct stack *s, struct pkt_pool *pool, struct onr_stats *stats,
 	s->link = link;
 	s->st = st;
 	s->udp_hash = (uint32_t *)(st + 1);
-	s->socks = (struct stack_sock *)(s->udp_hash + buckets);
+	s->tcp_port_hash = s->udp_hash + buckets;
+	s->tcp_hash = s->tcp_port_hash + buckets;
+	s->socks = (struct stack_sock *)(s->tcp_hash + buckets);
 	memcpy(s->mac, link->mac, sizeof(s->mac));
 	s->mtu = link->mtu;
 	s->next_timer_ns = stack_clock_now(clock);
@@ -47,9 +62,11 @@ int stack_init(struct stack *s, struct pkt_pool *pool, struct onr_stats *stats,
 	st->n_socks = n_socks;
 	st->udp_hash_mask = buckets - 1;
 	st->rng = stack_clock_now(clock) * 0x9e3779b97f4a7c15ULL | 1;
+	st->isn_secret[0] = stack_rng(s);
+	st->isn_secret[1] = stack_rng(s);
 	st->ip_id = (uint16_t)(stack_clock_now(clock) * 2654435761u >> 16);
 	st->ephemeral_next = (uint16_t)(stack_clock_now(clock) * 40503u);
-	for (uint32_t i = 0; i < buckets; i++)
+	for (uint32_t i = 0; i < 3 * buckets; i++)
 		s->udp_hash[i] = SOCK_NIL;
 	for (uint32_t i = 0; i < n_socks; i++) {
 		memset(&s->socks[i], 0, sizeof(s->socks[i]));
@@ -113,6 +130,7 @@ static void stack_timers(struct stack *s, uint64_t now)
 {
 	arp_timers(s, now);
 	ip_timers(s, now);
+	tcp_timers(s, now);
 }
 
 unsigned stack_poll(struct stack *s)

@@ -18,6 +18,7 @@
 #include "link.h"
 #include "pkt_pool.h"
 #include "proto.h"
+#include "tcp_cb.h"
 
 #define STACK_TX_BATCH	      64  /* frames collected before one link tx_burst */
 #define STACK_RX_BATCH	      32  /* frames per link rx_burst */
@@ -93,6 +94,7 @@ struct stack_sock {
 	uint16_t path_mtu; /* learnt from ICMP frag-needed for the connected peer; 0: link MTU */
 	uint16_t reserved;
 	uint32_t reserved2;
+	struct tcp_cb tcp; /* SOCK_T_TCP only */
 };
 
 #define SOCK_F_BOUND	 0x01
@@ -108,8 +110,10 @@ struct stack_state {
 	uint32_t udp_hash_mask;	 /* buckets - 1 */
 	uint32_t sock_free_head; /* free socket slots, through hash_next */
 	uint32_t reserved;
-	uint64_t rng; /* xorshift state: ephemeral ports, IP ids */
-	/* then: uint32_t udp_hash[udp_hash_mask + 1]; struct stack_sock socks[n_socks] */
+	uint64_t rng;		/* xorshift state: ephemeral ports, IP ids */
+	uint64_t isn_secret[2]; /* RFC 6528 F() key */
+	/* then: uint32_t udp_hash[B], tcp_port_hash[B], tcp_hash[B] (B = udp_hash_mask + 1);
+	 * struct stack_sock socks[n_socks] */
 };
 
 /* ---- the stack handle (process-local) -------------------------------------------------- */
@@ -120,7 +124,9 @@ struct stack {
 	struct stack_clock *clock;
 	struct link *link;
 	struct stack_state *st;
-	uint32_t *udp_hash;
+	uint32_t *udp_hash;	 /* UDP sockets by local port */
+	uint32_t *tcp_port_hash; /* TCP sockets by local port (bind conflicts) */
+	uint32_t *tcp_hash;	 /* TCP sockets by 4-tuple; listeners with a zero peer */
 	struct stack_sock *socks;
 	uint32_t addr_be32, netmask_be32, gw_be32; /* gw 0: none */
 	uint8_t mac[6];
@@ -129,6 +135,9 @@ struct stack {
 	unsigned n_txq;
 	uint64_t next_timer_ns;
 };
+
+/* Next value of the stack's pseudo-random generator. */
+uint64_t stack_rng(struct stack *s);
 
 /* Bytes of state for n sockets. */
 size_t stack_state_size(uint32_t n_socks);

@@ -1,0 +1,96 @@
+/*
+ * shim/stack/tcp.h — TCP (RFC 9293) inside the stack: the control block every TCP socket
+ * carries, and the entry points shared by tcp_in.c (segment arrival), tcp_out.c (segment
+ * building and the send decision), tcp_timer.c (RTO, delayed ACK, persist, keepalive,
+ * TIME_WAIT) and tcp_cc.c (congestion control). Sequence numbers are host order, compared
+ * modulo 2^32 with the tcp_seq_* helpers; times are ns of the stack clock.
+ */
+#ifndef ONRAMP_STACK_TCP_H
+#define ONRAMP_STACK_TCP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "stack.h"
+#include "tcp_cb.h"
+
+static inline bool tcp_seq_lt(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+static inline bool tcp_seq_leq(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) <= 0;
+}
+static inline bool tcp_seq_gt(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) > 0;
+}
+static inline bool tcp_seq_geq(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) >= 0;
+}
+
+struct stack_sock;
+
+/* tcp_in.c */
+void tcp_input(struct stack *s, uint32_t head, const struct ipv4_hdr *ip);
+const char *tcp_state_name(unsigned state);
+uint32_t tcp_lookup(struct stack *s, uint32_t laddr_be32, uint16_t lport_be16, uint32_t raddr_be32,
+		    uint16_t rport_be16);
+void tcp_hash_insert(struct stack *s, uint32_t id);
+void tcp_hash_remove(struct stack *s, uint32_t id);
+
+/* tcp_out.c */
+/* Send what the windows, Nagle and cork allow, and an ACK if one is due now. */
+void tcp_output(struct stack *s, uint32_t id);
+void tcp_send_ack(struct stack *s, uint32_t id);
+void tcp_send_syn(struct stack *s, uint32_t id);
+void tcp_send_fin_or_data(struct stack *s, uint32_t id);
+void tcp_send_rst_for(struct stack *s, uint32_t id);
+/* A reset answering a segment nobody takes (RFC 9293 §3.10.7.1). */
+void tcp_send_reset(struct stack *s, const struct ipv4_hdr *ip, const struct tcp_hdr *th,
+		    uint32_t seg_len);
+/* Retransmit one segment from snd_una (fast retransmit, partial ACK). */
+void tcp_retransmit(struct stack *s, uint32_t id);
+/* After an RTO (snd_nxt = snd_una): send again from there as cwnd allows. */
+void tcp_retransmit_from_una(struct stack *s, uint32_t id);
+/* A segment the peer must answer with an ACK (zero-window and keepalive probes). */
+void tcp_send_probe(struct stack *s, uint32_t id);
+uint32_t tcp_rcv_window(const struct stack *s, const struct stack_sock *so);
+uint32_t tcp_isn(struct stack *s, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport);
+void tcp_arm_rto(struct stack *s, struct stack_sock *so);
+
+/* tcp_timer.c */
+void tcp_timers(struct stack *s, uint64_t now);
+
+/* tcp_cc.c */
+void tcp_cc_init(struct stack *s, struct stack_sock *so);
+void tcp_cc_on_ack(struct stack *s, struct stack_sock *so, uint32_t acked);
+void tcp_cc_on_loss(struct stack *s, struct stack_sock *so, bool timeout);
+void tcp_cc_rtt_sample(struct stack *s, struct stack_sock *so, uint64_t rtt_ns);
+
+/* tcp_sock.c: the native API for TCP sockets (sock.c dispatches here) */
+void tcp_sock_init(struct stack *s, struct stack_sock *so);
+void tcp_rcv_params(struct stack *s, struct stack_sock *so);
+int tcp_sock_listen(struct stack *s, uint32_t id, int backlog);
+int tcp_sock_accept(struct stack *s, uint32_t id, struct sock_addr *peer);
+int tcp_sock_connect(struct stack *s, uint32_t id, const struct sock_addr *a);
+ssize_t tcp_sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int flags);
+ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags);
+int tcp_sock_shutdown(struct stack *s, uint32_t id, int how);
+int tcp_sock_close(struct stack *s, uint32_t id);
+unsigned tcp_sock_events(struct stack *s, uint32_t id);
+int tcp_sock_setopt(struct stack *s, uint32_t id, int level, int name, int value);
+int tcp_sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value);
+
+/* tcp_sock.c: release a connection's buffers and move it to CLOSED with `err` pending
+ * (0: no error); frees the socket slot if the application has closed it. */
+void tcp_drop(struct stack *s, uint32_t id, int err);
+void tcp_free_buffers(struct stack *s, struct stack_sock *so);
+/* A connection reached ESTABLISHED through a listener: queue it for accept(). */
+void tcp_child_established(struct stack *s, uint32_t id);
+void tcp_enter_time_wait(struct stack *s, uint32_t id);
+
+#endif

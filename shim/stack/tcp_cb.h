@@ -1,0 +1,111 @@
+/*
+ * shim/stack/tcp_cb.h — the TCP control block every TCP socket carries, its states and
+ * flags. Pointer-free, like the rest of the stack's state (see stack.h). The code that uses
+ * it is described in tcp.h.
+ */
+#ifndef ONRAMP_STACK_TCP_CB_H
+#define ONRAMP_STACK_TCP_CB_H
+
+#include <stdint.h>
+
+/* RFC 9293 §3.3.2 states. Keep in sync with tcp_state_names in tcp_in.c. */
+enum tcp_state {
+	TCPS_CLOSED = 0,
+	TCPS_LISTEN,
+	TCPS_SYN_SENT,
+	TCPS_SYN_RECEIVED,
+	TCPS_ESTABLISHED,
+	TCPS_FIN_WAIT_1,
+	TCPS_FIN_WAIT_2,
+	TCPS_CLOSE_WAIT,
+	TCPS_CLOSING,
+	TCPS_LAST_ACK,
+	TCPS_TIME_WAIT,
+	TCPS_MAX
+};
+
+#define TCP_MSS_FALLBACK    536 /* RFC 9293 §3.7.1: without an MSS option */
+#define TCP_MSL_NS	    (30ull * 1000000000u)
+#define TCP_TIME_WAIT_NS    (60ull * 1000000000u) /* Linux's TCP_TIMEWAIT_LEN */
+#define TCP_DELACK_NS	    (40ull * 1000000u)	  /* Linux's TCP_DELACK_MIN */
+#define TCP_SYN_RETRIES	    6			  /* Linux's tcp_syn_retries */
+#define TCP_SYNACK_RETRIES  5			  /* Linux's tcp_synack_retries */
+#define TCP_RETRIES2	    15			  /* Linux's tcp_retries2 */
+#define TCP_KEEPIDLE_S	    7200
+#define TCP_KEEPINTVL_S	    75
+#define TCP_KEEPCNT_DEFAULT 9
+#define TCP_DUPACK_THRESH   3
+#define TCP_OOO_MAX_BUFS    256 /* out-of-order segments one connection may hold */
+#define TCP_SMALL_SEGMENT   512 /* payloads this small are copied into the queue's tail */
+#define TCP_INIT_CWND_SEGS  10	/* RFC 6928 */
+
+/* Negotiated options. */
+#define TCP_OPT_WSCALE 0x01
+
+/* Socket-level TCP flags (tcp_cb.tflags). */
+#define TCP_F_NODELAY	 0x0001
+#define TCP_F_CORK	 0x0002
+#define TCP_F_KEEPALIVE	 0x0004
+#define TCP_F_FIN_QUEUED 0x0008 /* the application closed or shut down writing */
+#define TCP_F_FIN_SENT	 0x0010
+#define TCP_F_RECOVERY	 0x0020 /* NewReno fast recovery */
+#define TCP_F_RTT_TIMING 0x0040 /* rtt_seq is being timed (Karn: never a retransmission) */
+#define TCP_F_ACK_NOW	 0x0080
+#define TCP_F_REUSEADDR	 0x0100
+#define TCP_F_PEER_FIN	 0x0200 /* the peer's FIN was received in order */
+#define TCP_F_LINGER	 0x0400
+#define TCP_F_ORPHAN	 0x0800 /* closed by the application; the stack finishes it */
+#define TCP_F_QUICKACK	 0x1000
+#define TCP_F_ACCEPTED	 0x2000 /* taken by accept() */
+
+struct tcp_cb {
+	uint32_t iss, irs;
+	uint32_t snd_una, snd_nxt, snd_max; /* snd_max: highest sequence sent + 1 */
+	uint32_t snd_wnd;		    /* peer's window, bytes, scaled */
+	uint32_t snd_wl1, snd_wl2;	    /* segment seq/ack of the last window update */
+	uint32_t rcv_nxt;
+	uint32_t rcv_adv; /* right edge of the window last advertised */
+	uint16_t mss;	  /* send MSS: payload bytes per segment */
+	uint16_t rcv_mss; /* the MSS we advertised */
+	uint8_t snd_wscale, rcv_wscale, opts, retries;
+	uint16_t tflags; /* TCP_F_* */
+	uint8_t dupacks, segs_unacked;
+	/* send queue: data written and not yet acknowledged, one frame per buffer in sequence
+	 * order through queue_next; each frame's meta.user is the sequence of its first byte */
+	uint32_t sndq_head, sndq_tail, sndq_bufs, sndq_bytes;
+	uint32_t snd_cursor; /* frame holding snd_nxt, or ONR_PKT_NIL (speeds up sending) */
+	/* out-of-order segments, sorted by sequence (meta.user) */
+	uint32_t ooo_head, ooo_bufs;
+	uint32_t rxq_off; /* bytes of the head received frame already read */
+	/* RFC 6298 */
+	uint32_t srtt_us, rttvar_us, rto_ms;
+	uint32_t rtt_seq;
+	uint64_t rtt_start_ns;
+	/* congestion control (bytes) */
+	uint32_t cwnd, ssthresh, recover;
+	uint32_t cubic_wmax;	 /* bytes at the last reduction */
+	uint64_t cubic_epoch_ns; /* start of the current growth epoch, 0: none */
+	uint32_t cubic_k_ms;	 /* RFC 9438 K */
+	uint32_t cubic_origin;	 /* W_max the curve returns to */
+	uint32_t cubic_west;	 /* Reno-friendly estimate, bytes */
+	uint8_t cc;		 /* enum onr_tcp_cc */
+	uint8_t syn_retries;
+	uint16_t backlog; /* listen(2) backlog */
+	/* timers: absolute ns, 0 = not armed */
+	uint64_t rto_at, delack_at, persist_at, keepalive_at, tw_at;
+	uint64_t last_rx_ns;	   /* keepalive idle and TCP_USER_TIMEOUT reference */
+	uint64_t unacked_since_ns; /* when the oldest unacknowledged data was first sent */
+	uint32_t keepidle_s, keepintvl_s;
+	uint8_t keepcnt, keep_probes;
+	uint16_t linger_s;
+	uint32_t user_timeout_ms;
+	/* listen and accept */
+	uint32_t parent;		     /* listener of a connection not yet accepted */
+	uint32_t acceptq_head, acceptq_tail; /* established children, through accept_next */
+	uint32_t accept_next;
+	uint16_t n_acceptq, n_synq;
+	uint32_t demux_next; /* next socket in the same 4-tuple bucket */
+	uint32_t port_next;  /* next TCP socket with the same local port bucket */
+};
+
+#endif

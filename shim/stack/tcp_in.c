@@ -1,0 +1,862 @@
+/*
+ * shim/stack/tcp_in.c — TCP segment arrival (RFC 9293 §3.10.7): validation with a counter
+ * per reason, demultiplexing, and the state machine. The common case (an established
+ * connection, in-order data or a pure ACK) reads top to bottom in tcp_rx_synchronized; the
+ * handshake states have their own handlers. Under memory pressure payload is dropped but
+ * ACKs, RSTs and FINs are always processed (design §4 rule 5).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+
+#include "sock.h"
+#include "tcp.h"
+
+/* Per-segment state, so handlers need no globals. */
+struct tcp_seg {
+	uint32_t head; /* frame, data at the payload; ONR_PKT_NIL once queued or freed */
+	const struct ipv4_hdr *ip;
+	const struct tcp_hdr *th;
+	uint32_t seq, ack, len; /* len: payload bytes */
+	uint32_t wnd;		/* unscaled */
+	uint8_t flags;
+	uint16_t opt_mss;   /* 0: absent */
+	int16_t opt_wscale; /* -1: absent */
+};
+
+static const char *const tcp_state_names[TCPS_MAX] = {
+    "CLOSED",	  "LISTEN",	"SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1",
+    "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING",  "LAST_ACK",	    "TIME_WAIT",
+};
+
+const char *tcp_state_name(unsigned state)
+{
+	return state < TCPS_MAX ? tcp_state_names[state] : "?";
+}
+
+/* ---- demultiplexing ------------------------------------------------------------------- */
+
+static uint32_t tcp_bucket(const struct stack *s, uint16_t lport, uint32_t raddr, uint16_t rport)
+{
+	uint32_t h =
+	    (uint32_t)lport * 2654435761u ^ raddr * 2246822519u ^ (uint32_t)rport * 3266489917u;
+
+	return (h ^ h >> 15) & s->st->udp_hash_mask;
+}
+
+void tcp_hash_insert(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+	uint32_t b = tcp_bucket(s, so->lport_be16, so->raddr_be32, so->rport_be16);
+
+	so->tcp.demux_next = s->tcp_hash[b];
+	s->tcp_hash[b] = id;
+}
+
+void tcp_hash_remove(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+	uint32_t *link =
+	    &s->tcp_hash[tcp_bucket(s, so->lport_be16, so->raddr_be32, so->rport_be16)];
+
+	while (*link != SOCK_NIL && *link != id)
+		link = &s->socks[*link].tcp.demux_next;
+	if (*link == id)
+		*link = so->tcp.demux_next;
+	so->tcp.demux_next = SOCK_NIL;
+}
+
+uint32_t tcp_lookup(struct stack *s, uint32_t laddr_be32, uint16_t lport_be16, uint32_t raddr_be32,
+		    uint16_t rport_be16)
+{
+	uint32_t listener = SOCK_NIL;
+
+	for (uint32_t id = s->tcp_hash[tcp_bucket(s, lport_be16, raddr_be32, rport_be16)];
+	     id != SOCK_NIL; id = s->socks[id].tcp.demux_next) {
+		const struct stack_sock *so = &s->socks[id];
+		if (so->lport_be16 == lport_be16 && so->raddr_be32 == raddr_be32 &&
+		    so->rport_be16 == rport_be16 &&
+		    (!so->laddr_be32 || so->laddr_be32 == laddr_be32))
+			return id;
+	}
+	for (uint32_t id = s->tcp_hash[tcp_bucket(s, lport_be16, 0, 0)]; id != SOCK_NIL;
+	     id = s->socks[id].tcp.demux_next) {
+		const struct stack_sock *so = &s->socks[id];
+		if (so->state != TCPS_LISTEN || so->lport_be16 != lport_be16)
+			continue;
+		if (so->laddr_be32 == laddr_be32)
+			return id;
+		if (!so->laddr_be32)
+			listener = id;
+	}
+	return listener;
+}
+
+/* ---- parsing -------------------------------------------------------------------------- */
+
+/* Options of a SYN (RFC 9293 §3.2, RFC 7323). Returns false for a malformed list. */
+static bool tcp_parse_options(const uint8_t *o, unsigned len, struct tcp_seg *seg)
+{
+	while (len) {
+		unsigned kind = o[0], olen;
+
+		if (kind == 0)
+			break;
+		if (kind == 1) {
+			o++;
+			len--;
+			continue;
+		}
+		if (len < 2 || (olen = o[1]) < 2 || olen > len)
+			return false;
+		if (kind == 2 && olen == 4)
+			seg->opt_mss = (uint16_t)(o[2] << 8 | o[3]);
+		else if (kind == 3 && olen == 3)
+			seg->opt_wscale = o[2] > 14 ? 14 : o[2]; /* RFC 7323 §2.3 */
+		o += olen;
+		len -= olen;
+	}
+	return true;
+}
+
+/* ---- receive queues ------------------------------------------------------------------- */
+
+/* Drop `n` bytes from the front of a received frame (already-received data). */
+static void seg_trim_front(struct stack *s, uint32_t head, uint32_t n)
+{
+	struct onr_pkt_meta *m = pkt_meta(s->pool, head);
+
+	m->user += n;
+	while (n) {
+		struct onr_pkt_meta *b = m;
+		uint32_t id = head;
+		/* find the first buffer with data left; the head keeps frame_len */
+		while (b->len == 0 && b->chain_next != ONR_PKT_NIL) {
+			id = b->chain_next;
+			b = pkt_meta(s->pool, id);
+		}
+		{
+			uint32_t k = b->len < n ? b->len : n;
+			b->off = (uint16_t)(b->off + k);
+			b->len = (uint16_t)(b->len - k);
+			m->frame_len -= k;
+			n -= k;
+		}
+		(void)id;
+	}
+}
+
+/* Drop bytes past `keep` at the end of a received frame (beyond the window). */
+static void seg_trim_back(struct stack *s, uint32_t head, uint32_t keep)
+{
+	uint32_t left = keep;
+
+	for (uint32_t id = head; id != ONR_PKT_NIL; id = pkt_meta(s->pool, id)->chain_next) {
+		struct onr_pkt_meta *b = pkt_meta(s->pool, id);
+		if (b->len >= left) {
+			b->len = (uint16_t)left;
+			left = 0;
+		} else {
+			left -= b->len;
+		}
+	}
+	pkt_meta(s->pool, head)->frame_len = keep;
+}
+
+/* Append in-order payload to the receive queue; tiny payloads are copied into the last
+ * buffer when it has room, so a flood of 1-byte segments cannot pin a buffer each. */
+static void rxq_append(struct stack *s, uint32_t id, uint32_t head)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct onr_pkt_meta *m = pkt_meta(s->pool, head);
+	uint32_t len = m->frame_len;
+
+	so->rxq_bytes += len;
+	so->rx_bytes += len;
+	if (so->rxq_tail != ONR_PKT_NIL && len <= TCP_SMALL_SEGMENT) {
+		struct onr_pkt_meta *t = pkt_meta(s->pool, so->rxq_tail);
+		if (t->chain_next == ONR_PKT_NIL &&
+		    (uint32_t)t->off + t->len + len <= ONR_PKT_BUF_SIZE) {
+			pkt_chain_copy_out(s->pool, head, 0,
+					   pkt_data(s->pool, so->rxq_tail) + t->len, len);
+			t->len = (uint16_t)(t->len + len);
+			t->frame_len += len;
+			pkt_pool_put(s->pool, head);
+			STACK_STAT_INC(s, tcp_compacted);
+			return;
+		}
+	}
+	m->queue_next = ONR_PKT_NIL;
+	m->sock_id = id;
+	if (so->rxq_tail == ONR_PKT_NIL)
+		so->rxq_head = head;
+	else
+		pkt_meta(s->pool, so->rxq_tail)->queue_next = head;
+	so->rxq_tail = head;
+	so->rxq_bufs += pkt_chain_count(s->pool, head);
+}
+
+static uint32_t ooo_free_head(struct stack *s, struct stack_sock *so)
+{
+	uint32_t h = so->tcp.ooo_head;
+
+	so->tcp.ooo_head = pkt_meta(s->pool, h)->queue_next;
+	so->tcp.ooo_bufs -= pkt_chain_count(s->pool, h);
+	return h;
+}
+
+/* Move segments the new rcv_nxt reaches from the out-of-order queue. */
+static void ooo_drain(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+
+	while (t->ooo_head != ONR_PKT_NIL) {
+		struct onr_pkt_meta *m = pkt_meta(s->pool, t->ooo_head);
+		uint32_t end = m->user + m->frame_len;
+
+		if (tcp_seq_gt(m->user, t->rcv_nxt))
+			break;
+		{
+			uint32_t h = ooo_free_head(s, so);
+			if (tcp_seq_leq(end, t->rcv_nxt)) {
+				pkt_pool_put(s->pool, h); /* wholly duplicate */
+				continue;
+			}
+			seg_trim_front(s, h, t->rcv_nxt - m->user);
+			t->rcv_nxt = end;
+			rxq_append(s, id, h);
+		}
+	}
+}
+
+static void ooo_insert(struct stack *s, uint32_t id, uint32_t head, uint32_t seq)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+	unsigned n = pkt_chain_count(s->pool, head);
+	uint32_t *link = &t->ooo_head;
+
+	if (t->ooo_bufs + n > TCP_OOO_MAX_BUFS ||
+	    (so->rxq_bufs + t->ooo_bufs + n) * (uint64_t)ONR_PKT_BUF_SIZE > so->rcvbuf) {
+		STACK_STAT_INC(s, tcp_ooo_drops);
+		pkt_pool_put(s->pool, head);
+		return;
+	}
+	while (*link != ONR_PKT_NIL && tcp_seq_lt(pkt_meta(s->pool, *link)->user, seq))
+		link = &pkt_meta(s->pool, *link)->queue_next;
+	if (*link != ONR_PKT_NIL && pkt_meta(s->pool, *link)->user == seq &&
+	    pkt_meta(s->pool, *link)->frame_len >= pkt_meta(s->pool, head)->frame_len) {
+		pkt_pool_put(s->pool, head); /* a duplicate of what is queued */
+		return;
+	}
+	pkt_meta(s->pool, head)->queue_next = *link;
+	pkt_meta(s->pool, head)->sock_id = id;
+	*link = head;
+	t->ooo_bufs += n;
+	STACK_STAT_INC(s, tcp_ooo_queued);
+}
+
+/* Memory pressure: out-of-order data goes first (design §4 rule 5); it will be resent. */
+static void tcp_purge_ooo_all(struct stack *s)
+{
+	for (uint32_t id = 0; id < s->st->n_socks; id++) {
+		struct stack_sock *so = &s->socks[id];
+		if (so->type != SOCK_T_TCP)
+			continue;
+		while (so->tcp.ooo_head != ONR_PKT_NIL) {
+			pkt_pool_put(s->pool, ooo_free_head(s, so));
+			STACK_STAT_INC(s, tcp_ooo_purged);
+		}
+	}
+}
+
+/* ---- acknowledgements ----------------------------------------------------------------- */
+
+/* Free what `ack` covers from the send queue. */
+static void sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
+{
+	struct tcp_cb *t = &so->tcp;
+
+	while (t->sndq_head != ONR_PKT_NIL) {
+		struct onr_pkt_meta *m = pkt_meta(s->pool, t->sndq_head);
+		uint32_t end = m->user + m->len;
+
+		if (tcp_seq_leq(end, ack)) {
+			uint32_t h = t->sndq_head;
+			t->sndq_head = m->queue_next;
+			t->sndq_bytes -= m->len;
+			t->sndq_bufs--;
+			if (t->snd_cursor == h)
+				t->snd_cursor = ONR_PKT_NIL;
+			pkt_pool_put(s->pool, h);
+			continue;
+		}
+		if (tcp_seq_gt(ack, m->user)) {
+			uint32_t k = ack - m->user;
+			m->off = (uint16_t)(m->off + k);
+			m->len = (uint16_t)(m->len - k);
+			m->frame_len = m->len;
+			m->user = ack;
+			t->sndq_bytes -= k;
+		}
+		break;
+	}
+	if (t->sndq_head == ONR_PKT_NIL)
+		t->sndq_tail = ONR_PKT_NIL;
+}
+
+static void tcp_rtt_update(struct stack *s, struct stack_sock *so, uint64_t rtt_ns)
+{
+	struct tcp_cb *t = &so->tcp;
+	uint32_t r = (uint32_t)(rtt_ns / 1000), rto;
+
+	if (!r)
+		r = 1;
+	/* RFC 6298 §2 */
+	if (!t->srtt_us) {
+		t->srtt_us = r;
+		t->rttvar_us = r / 2;
+	} else {
+		uint32_t d = t->srtt_us > r ? t->srtt_us - r : r - t->srtt_us;
+		t->rttvar_us = (3 * t->rttvar_us + d) / 4;
+		t->srtt_us = (7 * t->srtt_us + r) / 8;
+	}
+	rto = (t->srtt_us + (4 * t->rttvar_us > 1000 ? 4 * t->rttvar_us : 1000)) / 1000;
+	if (rto < (uint32_t)s->cfg->tcp_rto_min)
+		rto = (uint32_t)s->cfg->tcp_rto_min;
+	if (rto > (uint32_t)s->cfg->tcp_rto_max)
+		rto = (uint32_t)s->cfg->tcp_rto_max;
+	t->rto_ms = rto;
+	tcp_cc_rtt_sample(s, so, rtt_ns);
+}
+
+/* A new cumulative ACK. */
+static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+	uint64_t now = stack_clock_now(s->clock);
+	uint32_t acked = ack - t->snd_una;
+	bool fin_acked = (t->tflags & TCP_F_FIN_SENT) && ack == t->snd_max;
+
+	sndq_release(s, so, fin_acked ? ack - 1 : ack);
+	t->snd_una = ack;
+	if (tcp_seq_lt(t->snd_nxt, ack))
+		t->snd_nxt = ack;
+	if ((t->tflags & TCP_F_RTT_TIMING) && tcp_seq_geq(ack, t->rtt_seq)) {
+		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
+		tcp_rtt_update(s, so, now - t->rtt_start_ns);
+	}
+	t->retries = 0;
+	t->dupacks = 0;
+	if (t->tflags & TCP_F_RECOVERY) {
+		if (tcp_seq_geq(ack, t->recover)) {
+			/* full ACK: leave recovery (RFC 6582 §3.2 step 3) */
+			t->tflags &= (uint16_t)~TCP_F_RECOVERY;
+			t->cwnd = t->ssthresh;
+		} else {
+			/* partial ACK: the next hole is lost too; deflate (step 4) */
+			tcp_retransmit(s, id);
+			t->cwnd = t->cwnd > acked ? t->cwnd - acked + t->mss : t->mss;
+		}
+	} else {
+		tcp_cc_on_ack(s, so, acked);
+	}
+	t->unacked_since_ns = now;
+	if (t->snd_una == t->snd_max)
+		t->rto_at = 0;
+	else
+		tcp_arm_rto(s, so);
+}
+
+/* Three duplicate ACKs: fast retransmit and NewReno recovery (RFC 6582). */
+static void tcp_ack_dup(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+
+	if (++t->dupacks == TCP_DUPACK_THRESH && !(t->tflags & TCP_F_RECOVERY) &&
+	    tcp_seq_gt(t->snd_una, t->recover - 1)) {
+		tcp_cc_on_loss(s, so, false);
+		t->recover = t->snd_max;
+		t->tflags |= TCP_F_RECOVERY;
+		STACK_STAT_INC(s, tcp_fast_retransmits);
+		tcp_retransmit(s, id);
+		t->cwnd = t->ssthresh + TCP_DUPACK_THRESH * t->mss;
+	} else if (t->dupacks > TCP_DUPACK_THRESH && (t->tflags & TCP_F_RECOVERY)) {
+		t->cwnd += t->mss; /* each dup ACK: a segment has left the network */
+	}
+}
+
+static void tcp_window_update(struct stack_sock *so, const struct tcp_seg *seg)
+{
+	struct tcp_cb *t = &so->tcp;
+
+	/* RFC 9293 §3.10.7.4: only a newer segment updates the window */
+	if (tcp_seq_lt(t->snd_wl1, seg->seq) ||
+	    (t->snd_wl1 == seg->seq && tcp_seq_leq(t->snd_wl2, seg->ack))) {
+		t->snd_wnd = seg->wnd << t->snd_wscale;
+		t->snd_wl1 = seg->seq;
+		t->snd_wl2 = seg->ack;
+		if (t->snd_wnd)
+			t->persist_at = 0;
+	}
+}
+
+/* ---- state handlers ------------------------------------------------------------------- */
+
+static void tcp_set_mss(struct stack *s, struct stack_sock *so, const struct tcp_seg *seg)
+{
+	struct tcp_cb *t = &so->tcp;
+	uint32_t own = s->mtu - IPV4_HDR_MIN_LEN - TCP_HDR_MIN_LEN;
+	uint32_t peer = seg->opt_mss ? seg->opt_mss : TCP_MSS_FALLBACK;
+
+	t->mss = (uint16_t)(peer < own ? peer : own);
+	if (t->mss < 64)
+		t->mss = 64;
+	if (seg->opt_wscale >= 0) {
+		t->opts |= TCP_OPT_WSCALE;
+		t->snd_wscale = (uint8_t)seg->opt_wscale;
+	} else {
+		/* both sides must offer it (RFC 7323 §2.2) */
+		t->snd_wscale = 0;
+		t->rcv_wscale = 0;
+	}
+}
+
+static void tcp_established(struct stack *s, uint32_t id, const struct tcp_seg *seg)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+
+	so->state = TCPS_ESTABLISHED;
+	t->snd_wnd = seg->wnd << t->snd_wscale;
+	t->snd_wl1 = seg->seq;
+	t->snd_wl2 = seg->ack;
+	t->rto_at = 0;
+	t->retries = 0;
+	tcp_cc_init(s, so);
+	if (t->parent != SOCK_NIL)
+		tcp_child_established(s, id);
+}
+
+static void tcp_rx_listen(struct stack *s, uint32_t lid, struct tcp_seg *seg)
+{
+	struct stack_sock *l = &s->socks[lid];
+	struct stack_sock *c;
+	int cid;
+
+	if (seg->flags & TCP_RST)
+		return;
+	if (seg->flags & TCP_ACK) {
+		tcp_send_reset(s, seg->ip, seg->th, seg->len);
+		return;
+	}
+	if (!(seg->flags & TCP_SYN))
+		return;
+	if (l->tcp.n_acceptq >= l->tcp.backlog || l->tcp.n_synq >= l->tcp.backlog) {
+		STACK_STAT_INC(s, tcp_listen_overflow);
+		return;
+	}
+	cid = sock_alloc(s, SOCK_T_TCP);
+	if (cid < 0) {
+		STACK_STAT_INC(s, tcp_listen_overflow);
+		return;
+	}
+	c = &s->socks[cid];
+	c->laddr_be32 = seg->ip->dst_be32;
+	c->lport_be16 = l->lport_be16;
+	c->raddr_be32 = seg->ip->src_be32;
+	c->rport_be16 = seg->th->sport_be16;
+	c->rcvbuf = l->rcvbuf;
+	c->sndbuf = l->sndbuf;
+	c->flags |= SOCK_F_BOUND | SOCK_F_CONNECTED;
+	c->tcp.tflags |= (uint16_t)(l->tcp.tflags & (TCP_F_NODELAY | TCP_F_KEEPALIVE));
+	c->tcp.keepidle_s = l->tcp.keepidle_s;
+	c->tcp.keepintvl_s = l->tcp.keepintvl_s;
+	c->tcp.keepcnt = l->tcp.keepcnt;
+	c->tcp.user_timeout_ms = l->tcp.user_timeout_ms;
+	c->tcp.cc = l->tcp.cc;
+	c->tcp.parent = lid;
+	c->state = TCPS_SYN_RECEIVED;
+	c->tcp.irs = seg->seq;
+	c->tcp.rcv_nxt = seg->seq + 1;
+	c->tcp.rcv_adv = c->tcp.rcv_nxt;
+	c->tcp.iss = tcp_isn(s, c->laddr_be32, c->lport_be16, c->raddr_be32, c->rport_be16);
+	c->tcp.snd_una = c->tcp.snd_nxt = c->tcp.snd_max = c->tcp.iss;
+	c->tcp.recover = c->tcp.iss;
+	c->tcp.rcv_mss = l->tcp.rcv_mss;
+	tcp_rcv_params(s, c);
+	tcp_set_mss(s, c, seg);
+	c->tcp.snd_wnd = seg->wnd; /* never scaled in a SYN */
+	c->tcp.last_rx_ns = stack_clock_now(s->clock);
+	sock_port_add(s, (uint32_t)cid);
+	tcp_hash_insert(s, (uint32_t)cid);
+	l->tcp.n_synq++;
+	STACK_STAT_INC(s, tcp_passive_opens);
+	tcp_send_syn(s, (uint32_t)cid);
+}
+
+static void tcp_rx_syn_sent(struct stack *s, uint32_t id, struct tcp_seg *seg)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+	bool ack_ok = (seg->flags & TCP_ACK) && tcp_seq_gt(seg->ack, t->iss) &&
+		      tcp_seq_leq(seg->ack, t->snd_max);
+
+	if ((seg->flags & TCP_ACK) && !ack_ok) {
+		tcp_send_reset(s, seg->ip, seg->th, seg->len);
+		return;
+	}
+	if (seg->flags & TCP_RST) {
+		if (ack_ok) {
+			STACK_STAT_INC(s, tcp_rx_rst);
+			tcp_drop(s, id, -ECONNREFUSED);
+		}
+		return;
+	}
+	if (!(seg->flags & TCP_SYN))
+		return;
+	t->irs = seg->seq;
+	t->rcv_nxt = seg->seq + 1;
+	t->rcv_adv = t->rcv_nxt;
+	tcp_set_mss(s, so, seg);
+	if (ack_ok) {
+		t->snd_una = seg->ack;
+		if (t->tflags & TCP_F_RTT_TIMING) {
+			t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
+			tcp_rtt_update(s, so, stack_clock_now(s->clock) - t->rtt_start_ns);
+		}
+		tcp_established(s, id, seg);
+		t->snd_wnd = seg->wnd; /* the SYN-ACK's window is not scaled */
+		t->tflags |= TCP_F_ACK_NOW;
+		return;
+	}
+	/* simultaneous open (RFC 9293 §3.5, figure 7) */
+	so->state = TCPS_SYN_RECEIVED;
+	t->snd_wnd = seg->wnd;
+	tcp_send_syn(s, id);
+}
+
+/* RFC 9293 §3.10.7.4 first check, with the window we advertised. */
+static bool tcp_seq_is_acceptable(const struct tcp_cb *t, const struct tcp_seg *seg)
+{
+	uint32_t wnd = tcp_seq_gt(t->rcv_adv, t->rcv_nxt) ? t->rcv_adv - t->rcv_nxt : 0;
+	uint32_t len = seg->len + !!(seg->flags & TCP_SYN) + !!(seg->flags & TCP_FIN);
+
+	if (len == 0)
+		return wnd == 0 ? seg->seq == t->rcv_nxt
+				: tcp_seq_geq(seg->seq, t->rcv_nxt) &&
+				      tcp_seq_lt(seg->seq, t->rcv_nxt + wnd);
+	if (wnd == 0)
+		return false;
+	return (tcp_seq_geq(seg->seq, t->rcv_nxt) && tcp_seq_lt(seg->seq, t->rcv_nxt + wnd)) ||
+	       (tcp_seq_geq(seg->seq + len - 1, t->rcv_nxt) &&
+		tcp_seq_lt(seg->seq + len - 1, t->rcv_nxt + wnd));
+}
+
+static void tcp_challenge_ack(struct stack *s, uint32_t id)
+{
+	STACK_STAT_INC(s, tcp_challenge_acks);
+	tcp_send_ack(s, id);
+}
+
+/* RST in a synchronized state (RFC 5961 §3.2: exact match resets, in-window challenges). */
+static void tcp_rx_rst(struct stack *s, uint32_t id, const struct tcp_seg *seg)
+{
+	struct stack_sock *so = &s->socks[id];
+
+	if (seg->seq != so->tcp.rcv_nxt) {
+		tcp_challenge_ack(s, id);
+		return;
+	}
+	STACK_STAT_INC(s, tcp_rx_rst);
+	switch (so->state) {
+	case TCPS_SYN_RECEIVED:
+		tcp_drop(s, id, so->tcp.parent != SOCK_NIL ? 0 : -ECONNREFUSED);
+		return;
+	case TCPS_CLOSE_WAIT:
+		tcp_drop(s, id, -EPIPE);
+		return;
+	case TCPS_CLOSING:
+	case TCPS_LAST_ACK:
+	case TCPS_TIME_WAIT:
+		tcp_drop(s, id, 0);
+		return;
+	default:
+		tcp_drop(s, id, -ECONNRESET);
+		return;
+	}
+}
+
+/* The ACK field of a segment in a synchronized state. Returns false when the segment is
+ * done with (dropped or the connection ended). */
+static bool tcp_rx_ack(struct stack *s, uint32_t id, struct tcp_seg *seg)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+
+	if (so->state == TCPS_SYN_RECEIVED) {
+		if (!tcp_seq_gt(seg->ack, t->snd_una) || tcp_seq_gt(seg->ack, t->snd_max)) {
+			tcp_send_reset(s, seg->ip, seg->th, seg->len);
+			return false;
+		}
+		if (t->parent != SOCK_NIL) {
+			struct stack_sock *l = &s->socks[t->parent];
+			if (l->tcp.n_acceptq >= l->tcp.backlog) {
+				/* Linux without tcp_abort_on_overflow: ignore, the peer retries */
+				STACK_STAT_INC(s, tcp_listen_overflow);
+				return false;
+			}
+		}
+		t->snd_una = seg->ack;
+		tcp_established(s, id, seg);
+	}
+	if (tcp_seq_gt(seg->ack, t->snd_max)) {
+		STACK_STAT_INC(s, tcp_rx_bad_ack);
+		t->tflags |= TCP_F_ACK_NOW;
+		return false;
+	}
+	if (tcp_seq_gt(seg->ack, t->snd_una)) {
+		tcp_ack_new(s, id, seg->ack);
+	} else if (seg->ack == t->snd_una && seg->len == 0 && !(seg->flags & (TCP_SYN | TCP_FIN)) &&
+		   t->snd_una != t->snd_max && (seg->wnd << t->snd_wscale) == t->snd_wnd) {
+		tcp_ack_dup(s, id);
+	}
+	tcp_window_update(so, seg);
+	if ((t->tflags & TCP_F_FIN_SENT) && t->snd_una == t->snd_max) {
+		/* our FIN is acknowledged */
+		switch (so->state) {
+		case TCPS_FIN_WAIT_1:
+			so->state = TCPS_FIN_WAIT_2;
+			if (t->tflags & TCP_F_ORPHAN) /* Linux's tcp_fin_timeout */
+				t->tw_at = stack_clock_now(s->clock) + TCP_TIME_WAIT_NS;
+			break;
+		case TCPS_CLOSING:
+			tcp_enter_time_wait(s, id);
+			break;
+		case TCPS_LAST_ACK:
+			tcp_drop(s, id, 0);
+			return false;
+		default:
+			break;
+		}
+	}
+	return true;
+}
+
+/* Payload and FIN of an acceptable segment. */
+static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+	uint32_t wnd_end = tcp_seq_gt(t->rcv_adv, t->rcv_nxt) ? t->rcv_adv : t->rcv_nxt;
+	bool fin = seg->flags & TCP_FIN;
+
+	if (so->state != TCPS_ESTABLISHED && so->state != TCPS_FIN_WAIT_1 &&
+	    so->state != TCPS_FIN_WAIT_2) {
+		if (seg->len || fin)
+			t->tflags |= TCP_F_ACK_NOW; /* a retransmitted FIN: ACK it again */
+		if (so->state == TCPS_TIME_WAIT && fin)
+			t->tw_at = stack_clock_now(s->clock) + TCP_TIME_WAIT_NS;
+		return;
+	}
+	if (seg->len && (t->tflags & TCP_F_ORPHAN) && (so->shut & 1)) {
+		/* data for a socket the application closed: Linux resets */
+		tcp_send_rst_for(s, id);
+		tcp_drop(s, id, 0);
+		return;
+	}
+	if (seg->len && pkt_pool_pressure(s->pool) == ONR_PRESSURE_CRITICAL) {
+		tcp_purge_ooo_all(s);
+		if (pkt_pool_pressure(s->pool) == ONR_PRESSURE_CRITICAL) {
+			STACK_STAT_INC(s, memory_pressure_drops);
+			t->tflags |= TCP_F_ACK_NOW;
+			return; /* the FIN comes after this payload: it waits too */
+		}
+	}
+	if (seg->len) {
+		uint32_t head = seg->head;
+		if (tcp_seq_lt(seg->seq, t->rcv_nxt)) {
+			seg_trim_front(s, head, t->rcv_nxt - seg->seq);
+			seg->len -= t->rcv_nxt - seg->seq;
+			seg->seq = t->rcv_nxt;
+		}
+		if (tcp_seq_gt(seg->seq + seg->len, wnd_end)) {
+			uint32_t keep = tcp_seq_gt(wnd_end, seg->seq) ? wnd_end - seg->seq : 0;
+			fin = false;
+			if (!keep) {
+				t->tflags |= TCP_F_ACK_NOW;
+				return;
+			}
+			seg_trim_back(s, head, keep);
+			seg->len = keep;
+		}
+		pkt_meta(s->pool, head)->user = seg->seq;
+		if (pkt_pool_set_owner(s->pool, head, ONR_PKT_RX_QUEUED) < 0) {
+			STACK_STAT_INC(s, tcp_rcvq_full);
+			t->tflags |= TCP_F_ACK_NOW;
+			return;
+		}
+		seg->head = ONR_PKT_NIL;
+		if (seg->seq == t->rcv_nxt) {
+			if ((so->rxq_bufs + t->ooo_bufs) * (uint64_t)ONR_PKT_BUF_SIZE >=
+				so->rcvbuf &&
+			    seg->len > TCP_SMALL_SEGMENT) {
+				STACK_STAT_INC(s, tcp_rcvq_full);
+				pkt_pool_put(s->pool, head);
+				t->tflags |= TCP_F_ACK_NOW;
+				return;
+			}
+			t->rcv_nxt += seg->len;
+			rxq_append(s, id, head);
+			if (t->ooo_head != ONR_PKT_NIL) {
+				ooo_drain(s, id);
+				t->tflags |= TCP_F_ACK_NOW; /* a hole filled: tell the sender now */
+			}
+			if (++t->segs_unacked > s->cfg->delack_thresh ||
+			    (t->tflags & TCP_F_QUICKACK))
+				t->tflags |= TCP_F_ACK_NOW;
+			else if (!t->delack_at)
+				t->delack_at = stack_clock_now(s->clock) + TCP_DELACK_NS;
+		} else {
+			ooo_insert(s, id, head, seg->seq);
+			fin = false; /* a FIN beyond a hole is handled when it is retransmitted */
+			t->tflags |= TCP_F_ACK_NOW; /* duplicate ACK for fast retransmit */
+		}
+	}
+	if (fin && seg->seq + seg->len == t->rcv_nxt) {
+		t->rcv_nxt++;
+		t->tflags |= TCP_F_PEER_FIN | TCP_F_ACK_NOW;
+		switch (so->state) {
+		case TCPS_ESTABLISHED:
+			so->state = TCPS_CLOSE_WAIT;
+			break;
+		case TCPS_FIN_WAIT_1:
+			if (t->snd_una == t->snd_max && (t->tflags & TCP_F_FIN_SENT))
+				tcp_enter_time_wait(s, id);
+			else
+				so->state = TCPS_CLOSING;
+			break;
+		case TCPS_FIN_WAIT_2:
+			tcp_enter_time_wait(s, id);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void tcp_rx_synchronized(struct stack *s, uint32_t id, struct tcp_seg *seg)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+
+	if (!tcp_seq_is_acceptable(t, seg)) {
+		STACK_STAT_INC(s, tcp_rx_out_of_window);
+		if (!(seg->flags & TCP_RST))
+			t->tflags |= TCP_F_ACK_NOW;
+		goto out;
+	}
+	if (seg->flags & TCP_RST) {
+		tcp_rx_rst(s, id, seg);
+		return;
+	}
+	if (seg->flags & TCP_SYN) {
+		/* RFC 5961 §4: a SYN in a synchronized state gets a challenge ACK */
+		tcp_challenge_ack(s, id);
+		return;
+	}
+	if (!(seg->flags & TCP_ACK))
+		return;
+	t->last_rx_ns = stack_clock_now(s->clock);
+	t->keep_probes = 0;
+	if (!tcp_rx_ack(s, id, seg))
+		goto out_checked;
+	tcp_rx_data(s, id, seg);
+out_checked:
+	if (sock_get(s, id) == NULL || s->socks[id].type != SOCK_T_TCP)
+		return;
+out:
+	tcp_output(s, id);
+}
+
+/* ---- entry ---------------------------------------------------------------------------- */
+
+static bool tcp_seg_parse(struct stack *s, uint32_t head, const struct ipv4_hdr *ip,
+			  struct tcp_seg *seg)
+{
+	struct onr_pkt_meta *m = pkt_meta(s->pool, head);
+	const struct tcp_hdr *th = (const struct tcp_hdr *)pkt_data(s->pool, head);
+	uint32_t len = m->frame_len, hlen;
+
+	if (len < TCP_HDR_MIN_LEN || m->len < TCP_HDR_MIN_LEN) {
+		STACK_STAT_INC(s, tcp_rx_short);
+		return false;
+	}
+	hlen = (th->doff >> 4) * 4u;
+	if (hlen < TCP_HDR_MIN_LEN || hlen > len || hlen > m->len) {
+		STACK_STAT_INC(s, tcp_rx_bad_hlen);
+		return false;
+	}
+	if (csum_fold(ip_chain_csum(
+		s, head, 0, len,
+		csum_pseudo(ip->src_be32, ip->dst_be32, IPPROTO_TCP_, (uint16_t)len))) != 0) {
+		STACK_STAT_INC(s, tcp_rx_bad_csum);
+		return false;
+	}
+	*seg = (struct tcp_seg){.head = head,
+				.ip = ip,
+				.th = th,
+				.seq = ntohl(th->seq_be32),
+				.ack = ntohl(th->ack_be32),
+				.len = len - hlen,
+				.wnd = ntohs(th->wnd_be16),
+				.flags = th->flags,
+				.opt_wscale = -1};
+	if (!tcp_parse_options((const uint8_t *)(th + 1), hlen - TCP_HDR_MIN_LEN, seg)) {
+		STACK_STAT_INC(s, tcp_rx_bad_opts);
+		return false;
+	}
+	pkt_pull(s->pool, head, (uint16_t)hlen);
+	return true;
+}
+
+void tcp_input(struct stack *s, uint32_t head, const struct ipv4_hdr *ip)
+{
+	struct tcp_seg seg;
+	uint32_t id;
+
+	STACK_STAT_INC(s, tcp_rx_segs);
+	if (!tcp_seg_parse(s, head, ip, &seg))
+		goto drop;
+	id = tcp_lookup(s, ip->dst_be32, seg.th->dport_be16, ip->src_be32, seg.th->sport_be16);
+	if (id == SOCK_NIL) {
+		STACK_STAT_INC(s, tcp_rx_no_sock);
+		tcp_send_reset(s, ip, seg.th,
+			       seg.len + !!(seg.flags & TCP_SYN) + !!(seg.flags & TCP_FIN));
+		goto drop;
+	}
+	switch (s->socks[id].state) {
+	case TCPS_LISTEN:
+		tcp_rx_listen(s, id, &seg);
+		break;
+	case TCPS_SYN_SENT:
+		tcp_rx_syn_sent(s, id, &seg);
+		if (sock_get(s, id) && s->socks[id].type == SOCK_T_TCP)
+			tcp_output(s, id);
+		break;
+	case TCPS_CLOSED:
+		tcp_send_reset(s, ip, seg.th,
+			       seg.len + !!(seg.flags & TCP_SYN) + !!(seg.flags & TCP_FIN));
+		break;
+	default:
+		tcp_rx_synchronized(s, id, &seg);
+		break;
+	}
+	head = seg.head;
+drop:
+	if (head != ONR_PKT_NIL)
+		pkt_pool_put(s->pool, head);
+}

@@ -1,0 +1,374 @@
+/*
+ * shim/stack/tcp_out.c — TCP segments out: the send decision (peer window, congestion
+ * window, Nagle, cork), segment building, retransmission, ACKs and resets. The send queue
+ * keeps the data until it is acknowledged; each transmission copies it into a fresh TX
+ * buffer so the queue never shares a buffer with the link.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+
+#include "sock.h"
+#include "tcp.h"
+
+/* Payload bytes one received buffer holds, for turning free buffers into a window. */
+static uint32_t rx_bytes_per_buf(const struct stack_sock *so)
+{
+	uint32_t per = ONR_PKT_BUF_SIZE - ETH_HDR_LEN - IPV4_HDR_MIN_LEN - TCP_HDR_MIN_LEN - 60;
+
+	return so->tcp.rcv_mss < per ? so->tcp.rcv_mss : per;
+}
+
+/*
+ * The window to advertise: what the socket's SO_RCVBUF share of buffers can still hold
+ * (design §4 rule 9: a window the stack could not honour would be a lie that ends in drops),
+ * never moving the right edge left (RFC 9293 §3.8.6.2.2), and not opened by less than an MSS
+ * at a time (receiver-side silly window syndrome avoidance).
+ */
+uint32_t tcp_rcv_window(const struct stack *s, const struct stack_sock *so)
+{
+	const struct tcp_cb *t = &so->tcp;
+	uint32_t limit = so->rcvbuf / ONR_PKT_BUF_SIZE, used = so->rxq_bufs + t->ooo_bufs;
+	uint64_t wnd = used < limit ? (uint64_t)(limit - used) * rx_bytes_per_buf(so) : 0;
+	uint32_t edge = t->rcv_adv - t->rcv_nxt, max = 65535u << t->rcv_wscale;
+
+	(void)s;
+	if (so->state == TCPS_SYN_SENT || so->state == TCPS_LISTEN)
+		return wnd > 65535 ? 65535 : (uint32_t)wnd;
+	if (wnd > max)
+		wnd = max;
+	if (tcp_seq_lt(t->rcv_adv, t->rcv_nxt))
+		edge = 0;
+	if (wnd < edge)
+		return edge;
+	if (wnd - edge < t->rcv_mss && wnd - edge < so->rcvbuf / 2 && wnd < max)
+		return edge;
+	return (uint32_t)wnd;
+}
+
+/* RFC 6528: ISN = M + F(4-tuple, secret); M a 4 µs clock, F a keyed hash. */
+uint32_t tcp_isn(struct stack *s, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport)
+{
+	uint64_t h = s->st->isn_secret[0];
+	uint64_t words[3] = {(uint64_t)laddr << 32 | raddr, (uint64_t)lport << 16 | rport,
+			     s->st->isn_secret[1]};
+
+	for (unsigned i = 0; i < 3; i++) {
+		h ^= words[i];
+		h *= 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 29;
+		h *= 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 32;
+	}
+	return (uint32_t)(stack_clock_now(s->clock) / 4000) + (uint32_t)h;
+}
+
+void tcp_arm_rto(struct stack *s, struct stack_sock *so)
+{
+	so->tcp.rto_at = stack_clock_now(s->clock) + (uint64_t)so->tcp.rto_ms * 1000000u;
+}
+
+/* Sequential writer over an output chain. */
+struct chain_writer {
+	struct pkt_pool *pool;
+	uint32_t head, cur;
+};
+
+static void chain_write(struct chain_writer *w, const uint8_t *src, uint32_t n)
+{
+	while (n) {
+		struct onr_pkt_meta *m = pkt_meta(w->pool, w->cur);
+		uint32_t room = ONR_PKT_BUF_SIZE - m->off - m->len, k = n < room ? n : room;
+
+		if (!room) {
+			w->cur = m->chain_next;
+			continue;
+		}
+		memcpy(pkt_buf(w->pool, w->cur) + m->off + m->len, src, k);
+		m->len = (uint16_t)(m->len + k);
+		pkt_meta(w->pool, w->head)->frame_len += k;
+		src += k;
+		n -= k;
+	}
+}
+
+/* Copy [seq, seq + len) of the send queue into the writer. */
+static void sndq_copy(struct stack *s, struct stack_sock *so, uint32_t seq, uint32_t len,
+		      struct chain_writer *w)
+{
+	struct tcp_cb *t = &so->tcp;
+	uint32_t id = t->snd_cursor;
+
+	if (id == ONR_PKT_NIL || tcp_seq_gt(pkt_meta(s->pool, id)->user, seq))
+		id = t->sndq_head;
+	while (len && id != ONR_PKT_NIL) {
+		const struct onr_pkt_meta *m = pkt_meta(s->pool, id);
+		uint32_t start = m->user, end = start + m->len;
+
+		if (tcp_seq_geq(seq, end)) {
+			id = m->queue_next;
+			continue;
+		}
+		{
+			uint32_t off = seq - start, n = end - seq < len ? end - seq : len;
+			chain_write(w, pkt_data(s->pool, id) + off, n);
+			seq += n;
+			len -= n;
+		}
+		t->snd_cursor = id;
+	}
+}
+
+/* Build and send one segment: [seq, seq + len) of the send queue with `flags`. Returns 0 or
+ * -ENOBUFS (nothing sent; a timer tries again). */
+static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, uint8_t flags)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+	uint32_t optlen = (flags & TCP_SYN) ? 8 : 0, hlen = TCP_HDR_MIN_LEN + optlen, wnd, head;
+	struct chain_writer w = {.pool = s->pool};
+	struct tcp_hdr *th;
+	uint8_t *opt;
+	int err;
+
+	if (s->n_txq == STACK_TX_BATCH) {
+		/* The link is full: stop here rather than drop; ACKs coming back restart us. */
+		stack_tx_flush(s);
+		if (s->n_txq == STACK_TX_BATCH)
+			return -ENOBUFS;
+	}
+	if (STACK_HEADROOM + len > ONR_PKT_BUF_SIZE)
+		err = pkt_pool_get_chain(s->pool, ONR_PKT_TX_RING, STACK_HEADROOM + len, &head);
+	else
+		err = pkt_pool_get(s->pool, ONR_PKT_TX_RING, &head);
+	if (err < 0)
+		return -ENOBUFS;
+	for (uint32_t b = head; b != ONR_PKT_NIL; b = pkt_meta(s->pool, b)->chain_next) {
+		pkt_meta(s->pool, b)->len = 0;
+		pkt_meta(s->pool, b)->off = 0;
+	}
+	pkt_meta(s->pool, head)->off = STACK_HEADROOM;
+	pkt_meta(s->pool, head)->frame_len = 0;
+	w.head = w.cur = head;
+	if (len)
+		sndq_copy(s, so, seq, len, &w);
+
+	th = (struct tcp_hdr *)pkt_push(s->pool, head, (uint16_t)hlen);
+	th->sport_be16 = so->lport_be16;
+	th->dport_be16 = so->rport_be16;
+	th->seq_be32 = htonl(seq);
+	th->ack_be32 = (flags & TCP_ACK) ? htonl(t->rcv_nxt) : 0;
+	th->doff = (uint8_t)((hlen / 4) << 4);
+	th->flags = flags;
+	wnd = tcp_rcv_window(s, so);
+	th->wnd_be16 = htons(
+	    (uint16_t)((flags & TCP_SYN) ? (wnd > 65535 ? 65535 : wnd) : wnd >> t->rcv_wscale));
+	th->csum_be16 = 0;
+	th->urp_be16 = 0;
+	opt = (uint8_t *)(th + 1);
+	if (flags & TCP_SYN) {
+		/* MSS (RFC 9293 §3.7.1), then NOP + window scale (RFC 7323 §2) */
+		opt[0] = 2;
+		opt[1] = 4;
+		opt[2] = (uint8_t)(t->rcv_mss >> 8);
+		opt[3] = (uint8_t)t->rcv_mss;
+		opt[4] = 1;
+		opt[5] = 3;
+		opt[6] = 3;
+		opt[7] = t->rcv_wscale;
+	}
+	if (flags & TCP_ACK) {
+		uint32_t adv =
+		    t->rcv_nxt + ((flags & TCP_SYN) ? (wnd > 65535 ? 65535 : wnd)
+						    : (wnd >> t->rcv_wscale) << t->rcv_wscale);
+		if (tcp_seq_gt(adv, t->rcv_adv) || (flags & TCP_SYN))
+			t->rcv_adv = adv;
+		t->tflags &= (uint16_t)~TCP_F_ACK_NOW;
+		t->delack_at = 0;
+		t->segs_unacked = 0;
+	}
+	th->csum_be16 = htons(csum_fold(ip_chain_csum(
+	    s, head, 0, hlen + len,
+	    csum_pseudo(so->laddr_be32, so->raddr_be32, IPPROTO_TCP_, (uint16_t)(hlen + len)))));
+	STACK_STAT_INC(s, tcp_tx_segs);
+	ip_output(s, head, so->laddr_be32, so->raddr_be32, IPPROTO_TCP_, true);
+	return 0;
+}
+
+void tcp_send_ack(struct stack *s, uint32_t id)
+{
+	struct tcp_cb *t = &s->socks[id].tcp;
+
+	if (tcp_xmit(s, id, t->snd_nxt, 0, TCP_ACK) == 0)
+		STACK_STAT_INC(s, tcp_tx_acks);
+}
+
+void tcp_send_syn(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+	uint8_t flags = so->state == TCPS_SYN_RECEIVED ? TCP_SYN | TCP_ACK : TCP_SYN;
+
+	tcp_xmit(s, id, so->tcp.iss, 0, flags);
+	so->tcp.snd_nxt = so->tcp.iss + 1;
+	if (tcp_seq_lt(so->tcp.snd_max, so->tcp.snd_nxt))
+		so->tcp.snd_max = so->tcp.snd_nxt;
+	tcp_arm_rto(s, so);
+}
+
+void tcp_send_rst_for(struct stack *s, uint32_t id)
+{
+	struct tcp_cb *t = &s->socks[id].tcp;
+
+	tcp_xmit(s, id, t->snd_nxt, 0, TCP_RST | TCP_ACK);
+	STACK_STAT_INC(s, tcp_tx_rst);
+}
+
+/* The sequence just past the data queued (where a FIN goes). */
+static uint32_t data_end(const struct tcp_cb *t)
+{
+	return t->snd_una + t->sndq_bytes;
+}
+
+/* Whether a segment of `len` (< mss) should wait for more data (Nagle, RFC 9293
+ * §3.7.4; TCP_CORK holds every partial segment until uncorked). */
+static bool tcp_should_hold(const struct tcp_cb *t, uint32_t len, uint32_t unsent)
+{
+	if (len >= t->mss || (t->tflags & TCP_F_FIN_QUEUED))
+		return false;
+	if (t->tflags & TCP_F_CORK)
+		return true;
+	return !(t->tflags & TCP_F_NODELAY) && t->snd_nxt != t->snd_una && len == unsent;
+}
+
+void tcp_output(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+
+	if (so->state < TCPS_ESTABLISHED || so->state == TCPS_TIME_WAIT)
+		goto ack;
+	for (;;) {
+		uint32_t end = data_end(t), inflight = t->snd_nxt - t->snd_una;
+		uint32_t wnd = t->snd_wnd < t->cwnd ? t->snd_wnd : t->cwnd;
+		uint32_t unsent = tcp_seq_lt(t->snd_nxt, end) ? end - t->snd_nxt : 0;
+		uint32_t room = wnd > inflight ? wnd - inflight : 0, len;
+		uint8_t flags = TCP_ACK;
+
+		if (t->tflags & TCP_F_FIN_SENT) {
+			/* FIN already counted in snd_nxt */
+			unsent = 0;
+		}
+		len = unsent < t->mss ? unsent : t->mss;
+		if (len > room)
+			len = room;
+		if (unsent && !len) {
+			/* The peer's window is shut: probe it (RFC 9293 §3.8.6.1). */
+			if (t->snd_wnd == 0 && !t->persist_at && t->snd_nxt == t->snd_una)
+				t->persist_at =
+				    stack_clock_now(s->clock) + (uint64_t)t->rto_ms * 1000000u;
+			break;
+		}
+		if (unsent && tcp_should_hold(t, len, unsent))
+			break;
+		if (len == unsent && (t->tflags & TCP_F_FIN_QUEUED) &&
+		    !(t->tflags & TCP_F_FIN_SENT))
+			flags |= TCP_FIN;
+		if (!len && !(flags & TCP_FIN))
+			break;
+		if (len == unsent)
+			flags |= TCP_PSH;
+		if (tcp_xmit(s, id, t->snd_nxt, len, flags) < 0)
+			break;
+		if (!(t->tflags & TCP_F_RTT_TIMING)) {
+			t->tflags |= TCP_F_RTT_TIMING;
+			t->rtt_seq = t->snd_nxt;
+			t->rtt_start_ns = stack_clock_now(s->clock);
+		}
+		if (t->snd_max == t->snd_una)
+			t->unacked_since_ns = stack_clock_now(s->clock);
+		t->snd_nxt += len;
+		if (flags & TCP_FIN) {
+			t->snd_nxt++;
+			t->tflags |= TCP_F_FIN_SENT;
+		}
+		if (tcp_seq_gt(t->snd_nxt, t->snd_max))
+			t->snd_max = t->snd_nxt;
+		if (!t->rto_at)
+			tcp_arm_rto(s, so);
+		t->persist_at = 0;
+		if (flags & TCP_FIN)
+			break;
+	}
+ack:
+	if (t->tflags & TCP_F_ACK_NOW)
+		tcp_send_ack(s, id);
+}
+
+void tcp_retransmit(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+	uint32_t end = data_end(t), len = end - t->snd_una;
+	uint8_t flags = TCP_ACK;
+
+	if (so->state == TCPS_SYN_SENT || so->state == TCPS_SYN_RECEIVED) {
+		tcp_send_syn(s, id);
+		return;
+	}
+	if (len > t->mss)
+		len = t->mss;
+	if (t->snd_una + len == end && (t->tflags & TCP_F_FIN_SENT))
+		flags |= TCP_FIN;
+	if (!len && !(flags & TCP_FIN))
+		return;
+	/* Karn: a retransmitted segment never gives an RTT sample */
+	t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
+	STACK_STAT_INC(s, tcp_retransmits);
+	tcp_xmit(s, id, t->snd_una, len, flags | (len ? TCP_PSH : 0));
+}
+
+void tcp_send_reset(struct stack *s, const struct ipv4_hdr *ip, const struct tcp_hdr *th,
+		    uint32_t seg_len)
+{
+	struct tcp_hdr *rh;
+	uint32_t head;
+
+	if (th->flags & TCP_RST)
+		return;
+	if (pkt_pool_get(s->pool, ONR_PKT_TX_RING, &head) < 0)
+		return;
+	pkt_meta(s->pool, head)->off = STACK_HEADROOM + TCP_HDR_MIN_LEN;
+	rh = (struct tcp_hdr *)pkt_push(s->pool, head, TCP_HDR_MIN_LEN);
+	memset(rh, 0, sizeof(*rh));
+	rh->sport_be16 = th->dport_be16;
+	rh->dport_be16 = th->sport_be16;
+	rh->doff = 5 << 4;
+	if (th->flags & TCP_ACK) {
+		/* <SEQ=SEG.ACK><CTL=RST> */
+		rh->seq_be32 = th->ack_be32;
+		rh->flags = TCP_RST;
+	} else {
+		/* <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK> */
+		rh->ack_be32 = htonl(ntohl(th->seq_be32) + seg_len);
+		rh->flags = TCP_RST | TCP_ACK;
+	}
+	rh->csum_be16 = htons(csum_fold(
+	    csum_add(csum_pseudo(ip->dst_be32, ip->src_be32, IPPROTO_TCP_, TCP_HDR_MIN_LEN), rh,
+		     TCP_HDR_MIN_LEN)));
+	STACK_STAT_INC(s, tcp_tx_rst);
+	ip_output(s, head, ip->dst_be32, ip->src_be32, IPPROTO_TCP_, true);
+}
+
+void tcp_retransmit_from_una(struct stack *s, uint32_t id)
+{
+	STACK_STAT_INC(s, tcp_retransmits);
+	tcp_output(s, id);
+}
+
+void tcp_send_probe(struct stack *s, uint32_t id)
+{
+	struct tcp_cb *t = &s->socks[id].tcp;
+
+	/* an old sequence number: no data, the peer answers with its ACK and window */
+	tcp_xmit(s, id, t->snd_una - 1, 0, TCP_ACK);
+}

@@ -1,0 +1,382 @@
+/*
+ * tests/unit/stack/test_tcp.c — TCP between two stacks over the loop link on virtual time:
+ * the handshake and close in both directions, Linux's errno values, bulk transfers verified
+ * byte for byte on clean and faulty wires, and the ways a connection ends returning every
+ * buffer. Every test ends with both pools full.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "stackpair.h"
+#include "tcp.h"
+
+#define MS 1000000ull
+#define S  1000000000ull
+
+static int pair_setup(void **state)
+{
+	*state = stackpair_create(NULL);
+	return 0;
+}
+
+static int pair_teardown(void **state)
+{
+	stackpair_destroy(*state);
+	return 0;
+}
+
+static int listener(struct stack *s, uint16_t port, int backlog)
+{
+	int id = sock_open(s, SOCK_T_TCP);
+	struct sock_addr a = stackpair_addr(0, port);
+
+	assert_true(id >= 0);
+	assert_int_equal(sock_bind(s, (uint32_t)id, &a), 0);
+	assert_int_equal(sock_listen(s, (uint32_t)id, backlog), 0);
+	return id;
+}
+
+/* Connect A to B:port and accept on B; returns the two ends. */
+static void connect_pair(struct stackpair *p, int lid, uint16_t port, int *ca, int *cb)
+{
+	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, port), peer;
+
+	*ca = sock_open(&p->a.stack, SOCK_T_TCP);
+	assert_true(*ca >= 0);
+	assert_int_equal(sock_connect(&p->a.stack, (uint32_t)*ca, &to), -EINPROGRESS);
+	assert_int_equal(sock_connect(&p->a.stack, (uint32_t)*ca, &to), -EALREADY);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(p->a.stack.socks[*ca].state, TCPS_ESTABLISHED);
+	assert_true(sock_events(&p->a.stack, (uint32_t)*ca) & SOCK_EV_OUT);
+	assert_int_equal(sock_connect(&p->a.stack, (uint32_t)*ca, &to), -EISCONN);
+	*cb = sock_accept(&p->b.stack, (uint32_t)lid, &peer);
+	assert_true(*cb >= 0);
+	assert_int_equal(peer.addr_be32, htonl(STACKPAIR_ADDR_A));
+	assert_int_equal(p->b.stack.socks[*cb].state, TCPS_ESTABLISHED);
+}
+
+static void test_tcp__handshake_data_and_close__walk_the_rfc_states(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 80, 8), ca, cb;
+	char buf[32];
+
+	connect_pair(p, lid, 80, &ca, &cb);
+	assert_int_equal(sock_accept(&p->b.stack, (uint32_t)lid, NULL), -EAGAIN);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)ca, "ping", 4, 0, NULL), 4);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)cb, buf, sizeof(buf), 0, NULL), 4);
+	assert_memory_equal(buf, "ping", 4);
+	assert_int_equal(sock_send(&p->b.stack, (uint32_t)cb, "pong!", 5, 0, NULL), 5);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(sock_recv(&p->a.stack, (uint32_t)ca, buf, sizeof(buf), 0, NULL), 5);
+
+	/* A closes first: FIN_WAIT_1 -> FIN_WAIT_2; B sees EOF in CLOSE_WAIT */
+	assert_int_equal(sock_shutdown(&p->a.stack, (uint32_t)ca, SHUT_WR), 0);
+	assert_int_equal(p->a.stack.socks[ca].state, TCPS_FIN_WAIT_1);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(p->a.stack.socks[ca].state, TCPS_FIN_WAIT_2);
+	assert_int_equal(p->b.stack.socks[cb].state, TCPS_CLOSE_WAIT);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)cb, buf, sizeof(buf), 0, NULL), 0);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)ca, "x", 1, 0, NULL), -EPIPE);
+	/* B can still send after the peer's FIN */
+	assert_int_equal(sock_send(&p->b.stack, (uint32_t)cb, "late", 4, 0, NULL), 4);
+	assert_int_equal(sock_close(&p->b.stack, (uint32_t)cb), 0);
+	assert_int_equal(p->b.stack.socks[cb].state, TCPS_LAST_ACK);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(p->a.stack.socks[ca].state, TCPS_TIME_WAIT);
+	assert_int_equal(p->b.stack.socks[cb].type, SOCK_T_FREE);
+	assert_int_equal(sock_recv(&p->a.stack, (uint32_t)ca, buf, sizeof(buf), 0, NULL), 4);
+	assert_int_equal(sock_recv(&p->a.stack, (uint32_t)ca, buf, sizeof(buf), 0, NULL), 0);
+	/* TIME_WAIT lasts 60 s, then the socket is CLOSED */
+	stackpair_step(p, 59 * S);
+	stackpair_step(p, 0);
+	assert_int_equal(p->a.stack.socks[ca].state, TCPS_TIME_WAIT);
+	stackpair_step(p, 2 * S);
+	stackpair_step(p, 0);
+	assert_int_equal(p->a.stack.socks[ca].state, TCPS_CLOSED);
+	assert_int_equal(sock_close(&p->a.stack, (uint32_t)ca), 0);
+	assert_int_equal(sock_close(&p->b.stack, (uint32_t)lid), 0);
+}
+
+static void test_tcp__simultaneous_close__both_reach_time_wait(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 81, 8), ca, cb;
+
+	connect_pair(p, lid, 81, &ca, &cb);
+	assert_int_equal(sock_shutdown(&p->a.stack, (uint32_t)ca, SHUT_WR), 0);
+	assert_int_equal(sock_shutdown(&p->b.stack, (uint32_t)cb, SHUT_WR), 0);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(p->a.stack.socks[ca].state, TCPS_TIME_WAIT);
+	assert_int_equal(p->b.stack.socks[cb].state, TCPS_TIME_WAIT);
+	sock_close(&p->a.stack, (uint32_t)ca);
+	sock_close(&p->b.stack, (uint32_t)cb);
+	sock_close(&p->b.stack, (uint32_t)lid);
+}
+
+static void test_tcp__connect_to_closed_port__is_refused_by_rst(void **state)
+{
+	struct stackpair *p = *state;
+	int ca = sock_open(&p->a.stack, SOCK_T_TCP), err = 0;
+	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 4444);
+
+	assert_int_equal(sock_connect(&p->a.stack, (uint32_t)ca, &to), -EINPROGRESS);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_rx_no_sock"), 1);
+	assert_true(sock_events(&p->a.stack, (uint32_t)ca) & SOCK_EV_ERR);
+	assert_int_equal(sock_getopt(&p->a.stack, (uint32_t)ca, SOL_SOCKET, SO_ERROR, &err), 0);
+	assert_int_equal(err, ECONNREFUSED);
+	sock_close(&p->a.stack, (uint32_t)ca);
+}
+
+static void test_tcp__syn_never_answered__times_out_after_linux_retries(void **state)
+{
+	struct stackpair *p = *state;
+	int ca = sock_open(&p->a.stack, SOCK_T_TCP), err = 0;
+	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 4445);
+	uint64_t t0 = p->clock.virt_ns;
+
+	/* resolve ARP first (a datagram to a closed UDP port), then lose everything A sends */
+	int u = sock_open(&p->a.stack, SOCK_T_UDP);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)u, "x", 1, 0, &to), 1);
+	stackpair_run(p, 10 * MS);
+	sock_close(&p->a.stack, (uint32_t)u);
+	p->end_a.faults.loss_pct = 100;
+	t0 = p->clock.virt_ns;
+	(void)t0;
+	assert_int_equal(sock_connect(&p->a.stack, (uint32_t)ca, &to), -EINPROGRESS);
+	for (int i = 0; i < 400 && p->a.stack.socks[ca].state == TCPS_SYN_SENT; i++)
+		stackpair_step(p, 1 * S);
+	assert_int_equal(p->a.stack.socks[ca].state, TCPS_CLOSED);
+	assert_int_equal(sock_getopt(&p->a.stack, (uint32_t)ca, SOL_SOCKET, SO_ERROR, &err), 0);
+	assert_int_equal(err, ETIMEDOUT);
+	/* 1+2+4+...+64 s with 6 retries: Linux's 127 s */
+	assert_in_range((p->clock.virt_ns - t0) / S, 126, 130);
+	sock_close(&p->a.stack, (uint32_t)ca);
+}
+
+/* Move `total` bytes from src to dst (and check them), polling both stacks. */
+static void transfer(struct stackpair *p, struct stack *ss, int src, struct stack *ds, int dst,
+		     size_t total, uint64_t max_ns)
+{
+	static uint8_t out[65536], in[65536];
+	size_t sent = 0, got = 0;
+	uint64_t t0 = p->clock.virt_ns;
+
+	while (got < total) {
+		while (sent < total) {
+			size_t chunk = total - sent < sizeof(out) ? total - sent : sizeof(out);
+			for (size_t i = 0; i < chunk; i++)
+				out[i] = (uint8_t)((sent + i) * 131 + ((sent + i) >> 13));
+			ssize_t n = sock_send(ss, (uint32_t)src, out, chunk, 0, NULL);
+			if (n == -EAGAIN)
+				break;
+			assert_true(n > 0);
+			sent += (size_t)n;
+		}
+		stackpair_step(p, 20000);
+		for (;;) {
+			ssize_t n = sock_recv(ds, (uint32_t)dst, in, sizeof(in), 0, NULL);
+			if (n == -EAGAIN)
+				break;
+			assert_true(n > 0);
+			for (ssize_t i = 0; i < n; i++)
+				if (in[i] != (uint8_t)((got + i) * 131 + ((got + i) >> 13)))
+					fail_msg("byte %zu differs", got + (size_t)i);
+			got += (size_t)n;
+		}
+		if (p->clock.virt_ns - t0 > max_ns)
+			fail_msg("%zu of %zu bytes after %llu ms", got, total,
+				 (unsigned long long)((p->clock.virt_ns - t0) / MS));
+	}
+}
+
+static void close_both(struct stackpair *p, int ca, int cb, int lid)
+{
+	sock_close(&p->a.stack, (uint32_t)ca);
+	sock_close(&p->b.stack, (uint32_t)cb);
+	stackpair_run(p, 1 * S);
+	stackpair_step(p, 61 * S);
+	stackpair_step(p, 0);
+	if (lid >= 0)
+		sock_close(&p->b.stack, (uint32_t)lid);
+}
+
+static void test_tcp__bulk_both_ways_on_a_clean_wire__arrives_intact(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 82, 8), ca, cb;
+
+	connect_pair(p, lid, 82, &ca, &cb);
+	transfer(p, &p->a.stack, ca, &p->b.stack, cb, 8u << 20, 10 * S);
+	transfer(p, &p->b.stack, cb, &p->a.stack, ca, 8u << 20, 10 * S);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_retransmits"), 0);
+	close_both(p, ca, cb, lid);
+}
+
+static void test_tcp__bulk_over_loss_reorder_dup_and_corruption__arrives_intact(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 83, 8), ca, cb;
+	const struct loop_faults f = {.loss_pct = 5,
+				      .dup_pct = 2,
+				      .corrupt_pct = 1,
+				      .reorder_pct = 5,
+				      .reorder_ns = 300000,
+				      .delay_ns = 100000};
+
+	connect_pair(p, lid, 83, &ca, &cb);
+	p->end_a.faults = f;
+	p->end_b.faults = f;
+	transfer(p, &p->a.stack, ca, &p->b.stack, cb, 4u << 20, 600 * S);
+	transfer(p, &p->b.stack, cb, &p->a.stack, ca, 4u << 20, 600 * S);
+	assert_true(stat_of(&p->a.stack, "tcp_retransmits") > 0);
+	assert_true(stat_of(&p->b.stack, "tcp_ooo_queued") > 0);
+	p->end_a.faults = (struct loop_faults){0};
+	p->end_b.faults = (struct loop_faults){0};
+	close_both(p, ca, cb, lid);
+}
+
+static void test_tcp__peer_vanishes_mid_transfer__ends_with_etimedout_and_buffers_back(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 84, 8), ca, cb, err = 0;
+	static uint8_t chunk[200000];
+
+	connect_pair(p, lid, 84, &ca, &cb);
+	assert_int_equal(
+	    sock_setopt(&p->a.stack, (uint32_t)ca, IPPROTO_TCP, TCP_USER_TIMEOUT, 10000), 0);
+	p->end_a.faults.loss_pct = 100;
+	assert_true(sock_send(&p->a.stack, (uint32_t)ca, chunk, sizeof(chunk), 0, NULL) > 0);
+	for (int i = 0; i < 100 && p->a.stack.socks[ca].state != TCPS_CLOSED; i++)
+		stackpair_step(p, 500 * MS);
+	assert_int_equal(p->a.stack.socks[ca].state, TCPS_CLOSED);
+	assert_int_equal(p->a.stack.socks[ca].tcp.sndq_bufs, 0);
+	assert_int_equal(sock_getopt(&p->a.stack, (uint32_t)ca, SOL_SOCKET, SO_ERROR, &err), 0);
+	assert_int_equal(err, ETIMEDOUT);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_timeouts"), 1);
+	p->end_a.faults.loss_pct = 0;
+	sock_close(&p->a.stack, (uint32_t)ca);
+	/* B's end is reset when it next speaks */
+	sock_send(&p->b.stack, (uint32_t)cb, "x", 1, 0, NULL);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(p->b.stack.socks[cb].state, TCPS_CLOSED);
+	sock_close(&p->b.stack, (uint32_t)cb);
+	sock_close(&p->b.stack, (uint32_t)lid);
+}
+
+static void test_tcp__close_with_unread_data__resets_the_peer(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 85, 8), ca, cb;
+	char buf[8];
+
+	connect_pair(p, lid, 85, &ca, &cb);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)ca, "unread", 6, 0, NULL), 6);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(sock_close(&p->b.stack, (uint32_t)cb), 0);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(sock_recv(&p->a.stack, (uint32_t)ca, buf, sizeof(buf), 0, NULL),
+			 -ECONNRESET);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)ca, "x", 1, 0, NULL), -EPIPE);
+	sock_close(&p->a.stack, (uint32_t)ca);
+	sock_close(&p->b.stack, (uint32_t)lid);
+}
+
+static void test_tcp__linger_zero__closes_with_rst_and_no_time_wait(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 86, 8), ca, cb;
+	char buf[8];
+
+	connect_pair(p, lid, 86, &ca, &cb);
+	p->a.stack.socks[ca].tcp.tflags |= TCP_F_LINGER; /* SO_LINGER {1, 0} */
+	p->a.stack.socks[ca].tcp.linger_s = 0;
+	assert_int_equal(sock_close(&p->a.stack, (uint32_t)ca), 0);
+	assert_int_equal(p->a.stack.socks[ca].type, SOCK_T_FREE);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)cb, buf, sizeof(buf), 0, NULL),
+			 -ECONNRESET);
+	sock_close(&p->b.stack, (uint32_t)cb);
+	sock_close(&p->b.stack, (uint32_t)lid);
+}
+
+static void test_tcp__full_backlog__drops_syns_until_accept(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 87, 1), c[4], accepted = 0;
+	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 87);
+
+	for (int i = 0; i < 4; i++) {
+		c[i] = sock_open(&p->a.stack, SOCK_T_TCP);
+		assert_int_equal(sock_connect(&p->a.stack, (uint32_t)c[i], &to), -EINPROGRESS);
+	}
+	stackpair_run(p, 100 * MS);
+	/* backlog 1: two connections complete (Linux's backlog + 1), the rest wait */
+	assert_true(stat_of(&p->b.stack, "tcp_listen_overflow") > 0);
+	for (int round = 0; round < 60 && accepted < 4; round++) {
+		int cb;
+		while ((cb = sock_accept(&p->b.stack, (uint32_t)lid, NULL)) >= 0) {
+			accepted++;
+			sock_close(&p->b.stack, (uint32_t)cb);
+		}
+		stackpair_step(p, 1 * S);
+	}
+	assert_int_equal(accepted, 4);
+	for (int i = 0; i < 4; i++)
+		sock_close(&p->a.stack, (uint32_t)c[i]);
+	stackpair_run(p, 1 * S);
+	stackpair_step(p, 61 * S);
+	stackpair_step(p, 0);
+	sock_close(&p->b.stack, (uint32_t)lid);
+}
+
+static void test_tcp__tiny_pools_bulk_both_ways_with_junk__no_deadlock(void **state)
+{
+	struct stackpair_opts o = {.max_packets = 128, .rxq_size = 64, .txq_size = 64};
+	struct stackpair *p = stackpair_create(&o);
+	int lid, ca, cb;
+
+	stackpair_destroy(*state);
+	*state = p;
+	lid = listener(&p->b.stack, 88, 8);
+	connect_pair(p, lid, 88, &ca, &cb);
+	p->end_a.faults.dup_pct = 20; /* duplicates are junk the receiver must shed */
+	p->end_b.faults.dup_pct = 20;
+	transfer(p, &p->a.stack, ca, &p->b.stack, cb, 2u << 20, 120 * S);
+	transfer(p, &p->b.stack, cb, &p->a.stack, ca, 2u << 20, 120 * S);
+	p->end_a.faults = (struct loop_faults){0};
+	p->end_b.faults = (struct loop_faults){0};
+	close_both(p, ca, cb, lid);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, pair_setup, pair_teardown)
+	const struct CMUnitTest tests[] = {
+	    T(test_tcp__handshake_data_and_close__walk_the_rfc_states),
+	    T(test_tcp__simultaneous_close__both_reach_time_wait),
+	    T(test_tcp__connect_to_closed_port__is_refused_by_rst),
+	    T(test_tcp__syn_never_answered__times_out_after_linux_retries),
+	    T(test_tcp__bulk_both_ways_on_a_clean_wire__arrives_intact),
+	    T(test_tcp__bulk_over_loss_reorder_dup_and_corruption__arrives_intact),
+	    T(test_tcp__peer_vanishes_mid_transfer__ends_with_etimedout_and_buffers_back),
+	    T(test_tcp__close_with_unread_data__resets_the_peer),
+	    T(test_tcp__linger_zero__closes_with_rst_and_no_time_wait),
+	    T(test_tcp__full_backlog__drops_syns_until_accept),
+	    T(test_tcp__tiny_pools_bulk_both_ways_with_junk__no_deadlock),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
