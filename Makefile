@@ -3,6 +3,7 @@
 #   make check      every test (runs `make deps` first when a package is missing)
 #   make demo       build and run the demo
 #   make bench      benchmarks
+#   make fuzz       fuzz the receive path for FUZZ_SECONDS (60); `check` runs it for 30
 #   make docs       regenerate the README's parameter reference
 #   make install PREFIX=/usr/local DESTDIR=
 #   make SAN=address,undefined ...   sanitizer build (under build/san/)
@@ -19,9 +20,11 @@ B	:= build/san
 SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-# Debian packages the project needs; `make deps` installs what is missing.
+# Debian packages the project needs; `make deps` installs what is missing. libclang-rt-dev
+# holds libFuzzer's runtime, which clang only recommends.
 DEB_PKGS := build-essential pkg-config clang libcmocka-dev libjson-c-dev liburing-dev \
-	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev
+	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev \
+	    libclang-rt-dev
 
 INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/link -Ishim/stack -Itests/lib
 CFLAGS	 ?= -O2 -g
@@ -52,6 +55,7 @@ obj = $(patsubst %.c,$(B)/%.o,$(1))
 STACKDUMP  := $(B)/tools/stackdump/stackdump
 DEMO	   := $(B)/tools/demo/region_demo
 BENCH_POOL := $(B)/tools/bench/bench_pool
+BENCH_TCP  := $(B)/tools/bench/bench_tcp
 
 UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/pkt/test_pool \
@@ -60,11 +64,13 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/stack/test_udp \
 	      $(B)/tests/unit/stack/test_ipv4 \
 	      $(B)/tests/unit/stack/test_tcp \
+	      $(B)/tests/unit/stack/test_tcp_features \
 	      $(B)/tests/unit/tools/test_stackdump
 
-ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_SDUMP) $(STACKDUMP) $(DEMO) $(BENCH_POOL)
+ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_SDUMP) $(STACKDUMP) $(DEMO) $(BENCH_POOL) \
+	$(BENCH_TCP)
 
-.PHONY: all check unit docs docs-check demo bench install deps clean format
+.PHONY: all check unit docs docs-check demo bench install deps clean format fuzz fuzz-check
 all: $(ALL)
 
 $(B)/%.o: %.c
@@ -89,6 +95,9 @@ $(DEMO): $(call obj,tools/demo/region_demo.c) $(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
 $(BENCH_POOL): $(call obj,tools/bench/bench_pool.c) $(LIB_PKT)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BENCH_TCP): $(call obj,tools/bench/bench_tcp.c) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # ---- unit tests (cmocka) -------------------------------------------------------------------
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 JSONC_LIBS  = $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
@@ -108,6 +117,8 @@ $(B)/tests/unit/stack/test_ipv4: $(call obj,tests/unit/stack/test_ipv4.c) $(STAC
 	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_tcp: $(call obj,tests/unit/stack/test_tcp.c) $(STACKPAIR) \
 	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/stack/test_tcp_features: $(call obj,tests/unit/stack/test_tcp_features.c) \
+	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/tools/test_stackdump: $(call obj,tests/unit/tools/test_stackdump.c) \
 	$(TESTLIB) $(LIB_SDUMP) $(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/tools/test_stackdump.o: CFLAGS += $(JSONC_CFLAGS)
@@ -116,11 +127,55 @@ $(UNIT_TESTS):
 	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(JSONC_LIBS) $(LDLIBS)
 
 unit: $(UNIT_TESTS) $(STACKDUMP)
-	ONRAMP_BUILD=$(B) ONRAMP_SRC=$(CURDIR) tests/run-unit.sh $(UNIT_TESTS)
+	ONRAMP_BUILD=$(B) ONRAMP_SRC=$(CURDIR) ONRAMP_TEST_BULK_MIB=$(ONRAMP_TEST_BULK_MIB) \
+		tests/run-unit.sh $(UNIT_TESTS)
 
 check: deps
 	$(MAKE) --no-print-directory all unit docs-check
-	$(MAKE) --no-print-directory SAN=address,undefined unit
+	$(MAKE) --no-print-directory SAN=address,undefined ONRAMP_TEST_BULK_MIB=8 unit
+	$(MAKE) --no-print-directory fuzz-check
+
+# ---- fuzzing (libFuzzer) -------------------------------------------------------------------
+# clang compiles the sources again with ASan and UBSan (the libraries above are gcc's); the
+# pool's gets and puts are wrapped by tests/fuzz/pool_poison.c so that ASan sees buffers come
+# and go. New inputs collect in build/fuzz/corpus/; a crash leaves its input in build/fuzz/,
+# and once fixed it goes to tests/fuzz/corpus/rx/ as a regression that every run replays.
+FUZZ_CC		   := clang
+FUZZ_SECONDS	   ?= 60
+FUZZ_CHECK_SECONDS ?= 30
+FUZZ_WARN := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	     -D_GNU_SOURCE -MMD -MP $(INCLUDES) -Itests/fuzz
+FUZZ_SAN  := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_WRAP := -Wl,--wrap=pkt_pool_get,--wrap=pkt_pool_get_burst,--wrap=pkt_pool_get_bulk \
+	     -Wl,--wrap=pkt_pool_get_chain,--wrap=pkt_pool_put,--wrap=pkt_pool_put_burst
+FUZZ_RX	      := build/fuzz/fuzz_rx
+FUZZ_RX_SRCS  := tests/fuzz/fuzz_rx.c tests/fuzz/pool_poison.c \
+		 $(filter-out shim/stack/region.c,$(STACK_SRCS)) $(LINK_SRCS) $(PKT_SRCS) $(ENV_SRCS)
+FUZZ_RX_SEEDS := build/fuzz/seeds/rx.stamp
+FUZZ_RX_RUN    = mkdir -p build/fuzz/corpus/rx && $(FUZZ_RX) -max_len=20000 -timeout=10 \
+		 -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/corpus/rx \
+		 build/fuzz/seeds/rx $(wildcard tests/fuzz/corpus/rx)
+
+build/fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 $(FUZZ_SAN) $(FUZZ_WARN) -c $< -o $@
+
+$(FUZZ_RX): $(patsubst %.c,build/fuzz/%.o,$(FUZZ_RX_SRCS))
+	$(FUZZ_CC) $(FUZZ_SAN) $(FUZZ_WRAP) -o $@ $^ $(LDLIBS)
+
+build/fuzz/gen_rx_seeds: tests/fuzz/gen_rx_seeds.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 $(FUZZ_WARN) -o $@ $<
+
+$(FUZZ_RX_SEEDS): build/fuzz/gen_rx_seeds
+	rm -rf build/fuzz/seeds/rx && mkdir -p build/fuzz/seeds/rx
+	build/fuzz/gen_rx_seeds build/fuzz/seeds/rx && touch $@
+
+fuzz: $(FUZZ_RX) $(FUZZ_RX_SEEDS)
+	$(FUZZ_RX_RUN) -max_total_time=$(FUZZ_SECONDS)
+
+fuzz-check: $(FUZZ_RX) $(FUZZ_RX_SEEDS)
+	$(FUZZ_RX_RUN) -max_total_time=$(FUZZ_CHECK_SECONDS)
 
 # ---- docs: the README's parameter reference comes from env/params.def ----------------------
 docs: $(STACKDUMP)
@@ -134,8 +189,9 @@ demo: deps
 	$(MAKE) --no-print-directory all
 	tools/demo/demo.sh $(B)
 
-bench: $(BENCH_POOL)
+bench: $(BENCH_POOL) $(BENCH_TCP)
 	$(BENCH_POOL)
+	$(BENCH_TCP)
 
 # ---- install -------------------------------------------------------------------------------
 install: all

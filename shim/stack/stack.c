@@ -78,9 +78,14 @@ int stack_init(struct stack *s, struct pkt_pool *pool, struct onr_stats *stats,
 
 void stack_fini(struct stack *s)
 {
-	for (uint32_t i = 0; i < s->st->n_socks; i++)
+	/* The stack is going away: connections are aborted, not closed gracefully, so that
+	 * every buffer they hold comes back now. */
+	for (uint32_t i = 0; i < s->st->n_socks; i++) {
+		if (s->socks[i].type == SOCK_T_TCP)
+			tcp_drop(s, i, 0);
 		if (s->socks[i].type != SOCK_T_FREE)
-			sock_close(s, i);
+			sock_free(s, i);
+	}
 	arp_flush(s);
 	ip_flush(s);
 	stack_tx_flush(s);

@@ -23,7 +23,7 @@
 #define STACK_TX_BATCH	      64  /* frames collected before one link tx_burst */
 #define STACK_RX_BATCH	      32  /* frames per link rx_burst */
 #define ARP_TABLE_SIZE	      256 /* entries; a power of two */
-#define ARP_PENDING_MAX	      8	  /* frames waiting for one neighbour's address */
+#define ARP_PENDING_MAX	      64  /* frames waiting for one neighbour's address */
 #define ARP_REACHABLE_NS      (30ull * 1000000000u)
 #define ARP_RETRY_NS	      (1ull * 1000000000u)
 #define ARP_TRIES	      3
@@ -55,7 +55,8 @@ struct ip_reasm {
 	uint8_t in_use;
 	uint32_t frags; /* fragment frames, in arrival order through queue_next */
 	uint32_t frags_tail;
-	uint32_t n_bufs;     /* buffers held */
+	uint16_t n_bufs;     /* buffers held (at most IP_REASM_MAX_BUFS) */
+	uint16_t first_hlen; /* header length of the fragment at offset 0, once it came */
 	uint32_t have_bytes; /* payload bytes received (without overlaps) */
 	uint32_t total_len;  /* payload length, known once the last fragment came; else 0 */
 	uint64_t expires_ns;

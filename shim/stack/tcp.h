@@ -15,6 +15,12 @@
 #include "stack.h"
 #include "tcp_cb.h"
 
+/* Payload bytes per full segment: the MSS less the timestamp option (as Linux). */
+static inline uint32_t tcp_payload_mss(const struct tcp_cb *t)
+{
+	return (t->opts & TCP_OPT_TS) ? t->mss - 12u : t->mss;
+}
+
 static inline bool tcp_seq_lt(uint32_t a, uint32_t b)
 {
 	return (int32_t)(a - b) < 0;
@@ -58,6 +64,9 @@ void tcp_retransmit(struct stack *s, uint32_t id);
 void tcp_retransmit_from_una(struct stack *s, uint32_t id);
 /* A segment the peer must answer with an ACK (zero-window and keepalive probes). */
 void tcp_send_probe(struct stack *s, uint32_t id);
+uint32_t tcp_ts_now(struct stack *s, const struct tcp_cb *t);
+/* Retransmit lost segments the scoreboard names, then new data, while cwnd > pipe. */
+void tcp_sack_send(struct stack *s, uint32_t id);
 uint32_t tcp_rcv_window(const struct stack *s, const struct stack_sock *so);
 uint32_t tcp_isn(struct stack *s, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport);
 void tcp_arm_rto(struct stack *s, struct stack_sock *so);

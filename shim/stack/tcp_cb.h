@@ -37,10 +37,18 @@ enum tcp_state {
 #define TCP_DUPACK_THRESH   3
 #define TCP_OOO_MAX_BUFS    256 /* out-of-order segments one connection may hold */
 #define TCP_SMALL_SEGMENT   512 /* payloads this small are copied into the queue's tail */
-#define TCP_INIT_CWND_SEGS  10	/* RFC 6928 */
+#define TCP_PAWS_IDLE_NS    (24ull * 86400 * 1000000000u) /* RFC 7323 §5.5 */
+#define TCP_INIT_CWND_SEGS  10				  /* RFC 6928 */
 
 /* Negotiated options. */
 #define TCP_OPT_WSCALE 0x01
+#define TCP_OPT_SACK   0x02 /* RFC 2018 SACK-permitted exchanged */
+#define TCP_OPT_TS     0x04 /* RFC 7323 timestamps exchanged */
+
+/* Per-buffer flags (meta.flags) of send-queue frames: the SACK scoreboard (RFC 6675). */
+#define TCP_PKT_SACKED	    0x01
+#define TCP_PKT_RETRANS	    0x02 /* retransmitted during the current recovery */
+#define TCP_SACK_BLOCKS_MAX 4
 
 /* Socket-level TCP flags (tcp_cb.tflags). */
 #define TCP_F_NODELAY	 0x0001
@@ -104,6 +112,14 @@ struct tcp_cb {
 	uint32_t acceptq_head, acceptq_tail; /* established children, through accept_next */
 	uint32_t accept_next;
 	uint16_t n_acceptq, n_synq;
+	/* RFC 6675 scoreboard summary and RFC 2018 reporting */
+	uint32_t sacked_bytes; /* bytes above snd_una the peer has SACKed */
+	uint32_t pipe;	       /* RFC 6675 estimate of bytes in flight, during recovery */
+	uint32_t last_ooo_seq; /* most recent out-of-order arrival: the first SACK block */
+	/* RFC 7323 */
+	uint32_t ts_recent; /* the peer's latest TSval, echoed in TSecr */
+	uint32_t ts_offset; /* per-connection offset of our TSval clock */
+	uint64_t ts_recent_ns;
 	uint32_t demux_next; /* next socket in the same 4-tuple bucket */
 	uint32_t port_next;  /* next TCP socket with the same local port bucket */
 };

@@ -22,6 +22,11 @@ struct tcp_seg {
 	uint8_t flags;
 	uint16_t opt_mss;   /* 0: absent */
 	int16_t opt_wscale; /* -1: absent */
+	uint8_t opt_sack_ok;
+	uint8_t opt_ts; /* a timestamp option was present */
+	uint8_t n_sack; /* SACK blocks */
+	uint32_t tsval, tsecr;
+	uint32_t sack[TCP_SACK_BLOCKS_MAX][2]; /* [start, end), host order */
 };
 
 static const char *const tcp_state_names[TCPS_MAX] = {
@@ -109,10 +114,33 @@ static bool tcp_parse_options(const uint8_t *o, unsigned len, struct tcp_seg *se
 		}
 		if (len < 2 || (olen = o[1]) < 2 || olen > len)
 			return false;
-		if (kind == 2 && olen == 4)
+		if (kind == 2 && olen == 4) {
 			seg->opt_mss = (uint16_t)(o[2] << 8 | o[3]);
-		else if (kind == 3 && olen == 3)
+		} else if (kind == 3 && olen == 3) {
 			seg->opt_wscale = o[2] > 14 ? 14 : o[2]; /* RFC 7323 §2.3 */
+		} else if (kind == 4 && olen == 2) {
+			seg->opt_sack_ok = 1;
+		} else if (kind == 8 && olen == 10) {
+			seg->opt_ts = 1;
+			seg->tsval = (uint32_t)o[2] << 24 | (uint32_t)o[3] << 16 |
+				     (uint32_t)o[4] << 8 | o[5];
+			seg->tsecr = (uint32_t)o[6] << 24 | (uint32_t)o[7] << 16 |
+				     (uint32_t)o[8] << 8 | o[9];
+		} else if (kind == 5 && olen >= 10 && (olen - 2) % 8 == 0) {
+			for (unsigned i = 2; i + 8 <= olen && seg->n_sack < TCP_SACK_BLOCKS_MAX;
+			     i += 8) {
+				const uint8_t *b = o + i;
+				seg->sack[seg->n_sack][0] = (uint32_t)b[0] << 24 |
+							    (uint32_t)b[1] << 16 |
+							    (uint32_t)b[2] << 8 | b[3];
+				seg->sack[seg->n_sack][1] = (uint32_t)b[4] << 24 |
+							    (uint32_t)b[5] << 16 |
+							    (uint32_t)b[6] << 8 | b[7];
+				seg->n_sack++;
+			}
+		} else if ((kind == 2 || kind == 3 || kind == 4 || kind == 5 || kind == 8)) {
+			return false; /* a known option with the wrong length */
+		}
 		o += olen;
 		len -= olen;
 	}
@@ -254,6 +282,7 @@ static void ooo_insert(struct stack *s, uint32_t id, uint32_t head, uint32_t seq
 	pkt_meta(s->pool, head)->sock_id = id;
 	*link = head;
 	t->ooo_bufs += n;
+	t->last_ooo_seq = seq;
 	STACK_STAT_INC(s, tcp_ooo_queued);
 }
 
@@ -284,6 +313,8 @@ static void sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
 
 		if (tcp_seq_leq(end, ack)) {
 			uint32_t h = t->sndq_head;
+			if (m->flags & TCP_PKT_SACKED)
+				t->sacked_bytes -= m->len;
 			t->sndq_head = m->queue_next;
 			t->sndq_bytes -= m->len;
 			t->sndq_bufs--;
@@ -294,6 +325,8 @@ static void sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
 		}
 		if (tcp_seq_gt(ack, m->user)) {
 			uint32_t k = ack - m->user;
+			if (m->flags & TCP_PKT_SACKED)
+				t->sacked_bytes -= k;
 			m->off = (uint16_t)(m->off + k);
 			m->len = (uint16_t)(m->len - k);
 			m->frame_len = m->len;
@@ -304,6 +337,31 @@ static void sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
 	}
 	if (t->sndq_head == ONR_PKT_NIL)
 		t->sndq_tail = ONR_PKT_NIL;
+}
+
+/* Mark the send-queue frames the SACK blocks cover (RFC 2018 §5). Blocks below snd_una or
+ * beyond what was sent are ignored. */
+static void tcp_sack_mark(struct stack *s, struct stack_sock *so, const struct tcp_seg *seg)
+{
+	struct tcp_cb *t = &so->tcp;
+
+	for (unsigned b = 0; b < seg->n_sack; b++) {
+		uint32_t l = seg->sack[b][0], r = seg->sack[b][1];
+
+		if (!tcp_seq_lt(l, r) || tcp_seq_leq(r, t->snd_una) || tcp_seq_gt(r, t->snd_max))
+			continue;
+		for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL;
+		     f = pkt_meta(s->pool, f)->queue_next) {
+			struct onr_pkt_meta *m = pkt_meta(s->pool, f);
+			if (tcp_seq_geq(m->user, r))
+				break;
+			if (!(m->flags & TCP_PKT_SACKED) && tcp_seq_geq(m->user, l) &&
+			    tcp_seq_leq(m->user + m->len, r)) {
+				m->flags |= TCP_PKT_SACKED;
+				t->sacked_bytes += m->len;
+			}
+		}
+	}
 }
 
 static void tcp_rtt_update(struct stack *s, struct stack_sock *so, uint64_t rtt_ns)
@@ -332,7 +390,15 @@ static void tcp_rtt_update(struct stack *s, struct stack_sock *so, uint64_t rtt_
 }
 
 /* A new cumulative ACK. */
-static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack)
+static void tcp_recovery_exit(struct stack *s, struct tcp_cb *t)
+{
+	t->tflags &= (uint16_t)~TCP_F_RECOVERY;
+	t->cwnd = t->ssthresh;
+	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next)
+		pkt_meta(s->pool, f)->flags &= (uint8_t)~TCP_PKT_RETRANS;
+}
+
+static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack, const struct tcp_seg *seg)
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
@@ -344,7 +410,13 @@ static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack)
 	t->snd_una = ack;
 	if (tcp_seq_lt(t->snd_nxt, ack))
 		t->snd_nxt = ack;
-	if ((t->tflags & TCP_F_RTT_TIMING) && tcp_seq_geq(ack, t->rtt_seq)) {
+	if ((t->opts & TCP_OPT_TS) && seg->opt_ts && seg->tsecr) {
+		/* RFC 7323 §4: every ACK of new data measures, retransmissions included */
+		uint32_t ms = tcp_ts_now(s, t) - seg->tsecr;
+		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
+		if (ms < 60000)
+			tcp_rtt_update(s, so, (uint64_t)ms * 1000000u + 1);
+	} else if ((t->tflags & TCP_F_RTT_TIMING) && tcp_seq_geq(ack, t->rtt_seq)) {
 		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
 		tcp_rtt_update(s, so, now - t->rtt_start_ns);
 	}
@@ -352,9 +424,10 @@ static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack)
 	t->dupacks = 0;
 	if (t->tflags & TCP_F_RECOVERY) {
 		if (tcp_seq_geq(ack, t->recover)) {
-			/* full ACK: leave recovery (RFC 6582 §3.2 step 3) */
-			t->tflags &= (uint16_t)~TCP_F_RECOVERY;
-			t->cwnd = t->ssthresh;
+			/* full ACK: leave recovery (RFC 6582 §3.2 step 3, RFC 6675 §5) */
+			tcp_recovery_exit(s, t);
+		} else if (t->opts & TCP_OPT_SACK) {
+			/* the scoreboard decides what to resend: tcp_rx_ack calls tcp_sack_send */
 		} else {
 			/* partial ACK: the next hole is lost too; deflate (step 4) */
 			tcp_retransmit(s, id);
@@ -376,6 +449,10 @@ static void tcp_ack_dup(struct stack *s, uint32_t id)
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
 
+	if (t->opts & TCP_OPT_SACK) {
+		t->dupacks++;
+		return; /* recovery is entered and driven from the scoreboard (tcp_rx_ack) */
+	}
 	if (++t->dupacks == TCP_DUPACK_THRESH && !(t->tflags & TCP_F_RECOVERY) &&
 	    tcp_seq_gt(t->snd_una, t->recover - 1)) {
 		tcp_cc_on_loss(s, so, false);
@@ -399,8 +476,12 @@ static void tcp_window_update(struct stack_sock *so, const struct tcp_seg *seg)
 		t->snd_wnd = seg->wnd << t->snd_wscale;
 		t->snd_wl1 = seg->seq;
 		t->snd_wl2 = seg->ack;
-		if (t->snd_wnd)
+		if (t->snd_wnd) {
 			t->persist_at = 0;
+			if (t->snd_una == t->snd_max)
+				t->retries =
+				    0; /* probes answered: no backoff left (tcp_ack_probe) */
+		}
 	}
 }
 
@@ -411,17 +492,27 @@ static void tcp_set_mss(struct stack *s, struct stack_sock *so, const struct tcp
 	struct tcp_cb *t = &so->tcp;
 	uint32_t own = s->mtu - IPV4_HDR_MIN_LEN - TCP_HDR_MIN_LEN;
 	uint32_t peer = seg->opt_mss ? seg->opt_mss : TCP_MSS_FALLBACK;
+	unsigned offer = (unsigned)s->cfg->tcp_syn_opts;
 
+	if (t->rcv_mss && t->rcv_mss < own)
+		own = t->rcv_mss; /* TCP_MAXSEG set before the handshake bounds ours too */
 	t->mss = (uint16_t)(peer < own ? peer : own);
 	if (t->mss < 64)
 		t->mss = 64;
-	if (seg->opt_wscale >= 0) {
+	if (seg->opt_wscale >= 0 && (offer & 2)) {
 		t->opts |= TCP_OPT_WSCALE;
 		t->snd_wscale = (uint8_t)seg->opt_wscale;
 	} else {
 		/* both sides must offer it (RFC 7323 §2.2) */
 		t->snd_wscale = 0;
 		t->rcv_wscale = 0;
+	}
+	if (seg->opt_sack_ok && (offer & 4))
+		t->opts |= TCP_OPT_SACK;
+	if (seg->opt_ts && (offer & 1)) {
+		t->opts |= TCP_OPT_TS;
+		t->ts_recent = seg->tsval;
+		t->ts_recent_ns = stack_clock_now(s->clock);
 	}
 }
 
@@ -431,6 +522,7 @@ static void tcp_established(struct stack *s, uint32_t id, const struct tcp_seg *
 	struct tcp_cb *t = &so->tcp;
 
 	so->state = TCPS_ESTABLISHED;
+	t->last_rx_ns = stack_clock_now(s->clock); /* keepalive idle counts from here */
 	t->snd_wnd = seg->wnd << t->snd_wscale;
 	t->snd_wl1 = seg->seq;
 	t->snd_wl2 = seg->ack;
@@ -486,11 +578,13 @@ static void tcp_rx_listen(struct stack *s, uint32_t lid, struct tcp_seg *seg)
 	c->tcp.iss = tcp_isn(s, c->laddr_be32, c->lport_be16, c->raddr_be32, c->rport_be16);
 	c->tcp.snd_una = c->tcp.snd_nxt = c->tcp.snd_max = c->tcp.iss;
 	c->tcp.recover = c->tcp.iss;
+	c->tcp.ts_offset = (uint32_t)stack_rng(s);
 	c->tcp.rcv_mss = l->tcp.rcv_mss;
 	tcp_rcv_params(s, c);
 	tcp_set_mss(s, c, seg);
 	c->tcp.snd_wnd = seg->wnd; /* never scaled in a SYN */
 	c->tcp.last_rx_ns = stack_clock_now(s->clock);
+	c->tcp.unacked_since_ns = c->tcp.last_rx_ns; /* TCP_USER_TIMEOUT counts from the SYN-ACK */
 	sock_port_add(s, (uint32_t)cid);
 	tcp_hash_insert(s, (uint32_t)cid);
 	l->tcp.n_synq++;
@@ -618,13 +712,28 @@ static bool tcp_rx_ack(struct stack *s, uint32_t id, struct tcp_seg *seg)
 		t->tflags |= TCP_F_ACK_NOW;
 		return false;
 	}
+	if ((t->opts & TCP_OPT_SACK) && seg->n_sack)
+		tcp_sack_mark(s, so, seg);
 	if (tcp_seq_gt(seg->ack, t->snd_una)) {
-		tcp_ack_new(s, id, seg->ack);
+		tcp_ack_new(s, id, seg->ack, seg);
 	} else if (seg->ack == t->snd_una && seg->len == 0 && !(seg->flags & (TCP_SYN | TCP_FIN)) &&
 		   t->snd_una != t->snd_max && (seg->wnd << t->snd_wscale) == t->snd_wnd) {
 		tcp_ack_dup(s, id);
 	}
 	tcp_window_update(so, seg);
+	if ((t->opts & TCP_OPT_SACK) && t->snd_una != t->snd_max) {
+		if (!(t->tflags & TCP_F_RECOVERY) && tcp_seq_geq(t->snd_una, t->recover) &&
+		    (t->dupacks >= TCP_DUPACK_THRESH ||
+		     t->sacked_bytes >= TCP_DUPACK_THRESH * tcp_payload_mss(t))) {
+			/* RFC 6675 §5 (4): enter loss recovery */
+			tcp_cc_on_loss(s, so, false);
+			t->recover = t->snd_max;
+			t->tflags |= TCP_F_RECOVERY;
+			STACK_STAT_INC(s, tcp_fast_retransmits);
+		}
+		if (t->tflags & TCP_F_RECOVERY)
+			tcp_sack_send(s, id);
+	}
 	if ((t->tflags & TCP_F_FIN_SENT) && t->snd_una == t->snd_max) {
 		/* our FIN is acknowledged */
 		switch (so->state) {
@@ -753,6 +862,14 @@ static void tcp_rx_synchronized(struct stack *s, uint32_t id, struct tcp_seg *se
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
 
+	if ((t->opts & TCP_OPT_TS) && seg->opt_ts && !(seg->flags & TCP_RST) &&
+	    tcp_seq_lt(seg->tsval, t->ts_recent) &&
+	    stack_clock_now(s->clock) - t->ts_recent_ns < TCP_PAWS_IDLE_NS) {
+		/* RFC 7323 §5.3: an old duplicate from a previous wrap of the sequence space */
+		STACK_STAT_INC(s, tcp_rx_paws);
+		t->tflags |= TCP_F_ACK_NOW;
+		goto out;
+	}
 	if (!tcp_seq_is_acceptable(t, seg)) {
 		STACK_STAT_INC(s, tcp_rx_out_of_window);
 		if (!(seg->flags & TCP_RST))
@@ -772,6 +889,11 @@ static void tcp_rx_synchronized(struct stack *s, uint32_t id, struct tcp_seg *se
 		return;
 	t->last_rx_ns = stack_clock_now(s->clock);
 	t->keep_probes = 0;
+	if ((t->opts & TCP_OPT_TS) && seg->opt_ts && tcp_seq_leq(seg->seq, t->rcv_nxt) &&
+	    tcp_seq_geq(seg->tsval, t->ts_recent)) {
+		t->ts_recent = seg->tsval; /* RFC 7323 §4.3 */
+		t->ts_recent_ns = t->last_rx_ns;
+	}
 	if (!tcp_rx_ack(s, id, seg))
 		goto out_checked;
 	tcp_rx_data(s, id, seg);

@@ -119,16 +119,127 @@ static void sndq_copy(struct stack *s, struct stack_sock *so, uint32_t seq, uint
 	}
 }
 
+/* Our timestamp clock: milliseconds, offset per connection (RFC 7323 §5.4). */
+uint32_t tcp_ts_now(struct stack *s, const struct tcp_cb *t)
+{
+	return (uint32_t)(stack_clock_now(s->clock) / 1000000u) + t->ts_offset;
+}
+
+static uint8_t *put_be32(uint8_t *o, uint32_t v)
+{
+	o[0] = (uint8_t)(v >> 24);
+	o[1] = (uint8_t)(v >> 16);
+	o[2] = (uint8_t)(v >> 8);
+	o[3] = (uint8_t)v;
+	return o + 4;
+}
+
+/* SACK blocks for the out-of-order queue: contiguous runs, the one holding the latest
+ * arrival first (RFC 2018 §4). Returns the number written (at most max). */
+static unsigned sack_blocks(struct stack *s, const struct tcp_cb *t, uint32_t out[][2],
+			    unsigned max)
+{
+	unsigned n = 0, first = 0;
+
+	for (uint32_t id = t->ooo_head; id != ONR_PKT_NIL; id = pkt_meta(s->pool, id)->queue_next) {
+		const struct onr_pkt_meta *m = pkt_meta(s->pool, id);
+		uint32_t start = m->user, end = m->user + m->frame_len;
+
+		if (n && tcp_seq_geq(out[n - 1][1], start)) {
+			if (tcp_seq_gt(end, out[n - 1][1]))
+				out[n - 1][1] = end;
+		} else if (n < TCP_SACK_BLOCKS_MAX) {
+			out[n][0] = start;
+			out[n][1] = end;
+			n++;
+		} else {
+			break;
+		}
+		if (tcp_seq_geq(t->last_ooo_seq, out[n - 1][0]) &&
+		    tcp_seq_lt(t->last_ooo_seq, out[n - 1][1]))
+			first = n - 1;
+	}
+	if (first) {
+		uint32_t b[2] = {out[first][0], out[first][1]};
+		memmove(out[1], out[0], first * sizeof(out[0]));
+		out[0][0] = b[0];
+		out[0][1] = b[1];
+	}
+	return n < max ? n : max;
+}
+
+/* TCP options for a segment with `flags` into o[40]; returns their length (a multiple of 4). */
+static unsigned tcp_options(struct stack *s, struct stack_sock *so, uint8_t flags, uint8_t *o)
+{
+	struct tcp_cb *t = &so->tcp;
+	unsigned offer = (unsigned)s->cfg->tcp_syn_opts, n = 0;
+	bool active = so->state == TCPS_SYN_SENT;
+
+	if (flags & TCP_SYN) {
+		/* MSS (RFC 9293 §3.7.1), SACK-permitted, timestamps, window scale: Linux's order */
+		o[n++] = 2;
+		o[n++] = 4;
+		o[n++] = (uint8_t)(t->rcv_mss >> 8);
+		o[n++] = (uint8_t)t->rcv_mss;
+		if ((offer & 4) && (active || (t->opts & TCP_OPT_SACK))) {
+			o[n++] = 4;
+			o[n++] = 2;
+		}
+		if ((offer & 1) && (active || (t->opts & TCP_OPT_TS))) {
+			if (n % 4 == 0) {
+				o[n++] = 1;
+				o[n++] = 1;
+			}
+			o[n++] = 8;
+			o[n++] = 10;
+			put_be32(put_be32(o + n, tcp_ts_now(s, t)), active ? 0 : t->ts_recent);
+			n += 8;
+		}
+		if ((offer & 2) && (active || (t->opts & TCP_OPT_WSCALE))) {
+			o[n++] = 1;
+			o[n++] = 3;
+			o[n++] = 3;
+			o[n++] = t->rcv_wscale;
+		}
+		while (n % 4)
+			o[n++] = 1;
+		return n;
+	}
+	if (t->opts & TCP_OPT_TS) {
+		o[n++] = 1;
+		o[n++] = 1;
+		o[n++] = 8;
+		o[n++] = 10;
+		put_be32(put_be32(o + n, tcp_ts_now(s, t)), t->ts_recent);
+		n += 8;
+	}
+	if ((t->opts & TCP_OPT_SACK) && (flags & TCP_ACK) && t->ooo_head != ONR_PKT_NIL) {
+		uint32_t blocks[TCP_SACK_BLOCKS_MAX][2];
+		unsigned k = sack_blocks(s, t, blocks, (40 - n - 4) / 8);
+
+		o[n++] = 1;
+		o[n++] = 1;
+		o[n++] = 5;
+		o[n++] = (uint8_t)(2 + 8 * k);
+		for (unsigned i = 0; i < k; i++) {
+			put_be32(o + n, blocks[i][0]);
+			put_be32(o + n + 4, blocks[i][1]);
+			n += 8;
+		}
+	}
+	return n;
+}
+
 /* Build and send one segment: [seq, seq + len) of the send queue with `flags`. Returns 0 or
- * -ENOBUFS (nothing sent; a timer tries again). */
+ * -ENOBUFS (nothing sent; a timer or the next ACK tries again). */
 static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, uint8_t flags)
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
-	uint32_t optlen = (flags & TCP_SYN) ? 8 : 0, hlen = TCP_HDR_MIN_LEN + optlen, wnd, head;
 	struct chain_writer w = {.pool = s->pool};
+	uint8_t opts[40];
+	uint32_t optlen, hlen, wnd, head;
 	struct tcp_hdr *th;
-	uint8_t *opt;
 	int err;
 
 	if (s->n_txq == STACK_TX_BATCH) {
@@ -153,6 +264,8 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 	if (len)
 		sndq_copy(s, so, seq, len, &w);
 
+	optlen = tcp_options(s, so, flags, opts);
+	hlen = TCP_HDR_MIN_LEN + optlen;
 	th = (struct tcp_hdr *)pkt_push(s->pool, head, (uint16_t)hlen);
 	th->sport_be16 = so->lport_be16;
 	th->dport_be16 = so->rport_be16;
@@ -165,18 +278,7 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 	    (uint16_t)((flags & TCP_SYN) ? (wnd > 65535 ? 65535 : wnd) : wnd >> t->rcv_wscale));
 	th->csum_be16 = 0;
 	th->urp_be16 = 0;
-	opt = (uint8_t *)(th + 1);
-	if (flags & TCP_SYN) {
-		/* MSS (RFC 9293 §3.7.1), then NOP + window scale (RFC 7323 §2) */
-		opt[0] = 2;
-		opt[1] = 4;
-		opt[2] = (uint8_t)(t->rcv_mss >> 8);
-		opt[3] = (uint8_t)t->rcv_mss;
-		opt[4] = 1;
-		opt[5] = 3;
-		opt[6] = 3;
-		opt[7] = t->rcv_wscale;
-	}
+	memcpy(th + 1, opts, optlen);
 	if (flags & TCP_ACK) {
 		uint32_t adv =
 		    t->rcv_nxt + ((flags & TCP_SYN) ? (wnd > 65535 ? 65535 : wnd)
@@ -191,6 +293,8 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 	    s, head, 0, hlen + len,
 	    csum_pseudo(so->laddr_be32, so->raddr_be32, IPPROTO_TCP_, (uint16_t)(hlen + len)))));
 	STACK_STAT_INC(s, tcp_tx_segs);
+	if (len && tcp_seq_lt(seq, t->snd_max))
+		STACK_STAT_INC(s, tcp_retransmits); /* every segment of data sent again */
 	ip_output(s, head, so->laddr_be32, so->raddr_be32, IPPROTO_TCP_, true);
 	return 0;
 }
@@ -233,7 +337,7 @@ static uint32_t data_end(const struct tcp_cb *t)
  * §3.7.4; TCP_CORK holds every partial segment until uncorked). */
 static bool tcp_should_hold(const struct tcp_cb *t, uint32_t len, uint32_t unsent)
 {
-	if (len >= t->mss || (t->tflags & TCP_F_FIN_QUEUED))
+	if (len >= tcp_payload_mss(t) || (t->tflags & TCP_F_FIN_QUEUED))
 		return false;
 	if (t->tflags & TCP_F_CORK)
 		return true;
@@ -249,6 +353,8 @@ void tcp_output(struct stack *s, uint32_t id)
 		goto ack;
 	for (;;) {
 		uint32_t end = data_end(t), inflight = t->snd_nxt - t->snd_una;
+		if ((t->tflags & TCP_F_RECOVERY) && (t->opts & TCP_OPT_SACK))
+			inflight = t->pipe; /* RFC 6675: the scoreboard's estimate */
 		uint32_t wnd = t->snd_wnd < t->cwnd ? t->snd_wnd : t->cwnd;
 		uint32_t unsent = tcp_seq_lt(t->snd_nxt, end) ? end - t->snd_nxt : 0;
 		uint32_t room = wnd > inflight ? wnd - inflight : 0, len;
@@ -258,7 +364,7 @@ void tcp_output(struct stack *s, uint32_t id)
 			/* FIN already counted in snd_nxt */
 			unsent = 0;
 		}
-		len = unsent < t->mss ? unsent : t->mss;
+		len = unsent < tcp_payload_mss(t) ? unsent : tcp_payload_mss(t);
 		if (len > room)
 			len = room;
 		if (unsent && !len) {
@@ -287,6 +393,8 @@ void tcp_output(struct stack *s, uint32_t id)
 		if (t->snd_max == t->snd_una)
 			t->unacked_since_ns = stack_clock_now(s->clock);
 		t->snd_nxt += len;
+		if ((t->tflags & TCP_F_RECOVERY) && (t->opts & TCP_OPT_SACK))
+			t->pipe += len;
 		if (flags & TCP_FIN) {
 			t->snd_nxt++;
 			t->tflags |= TCP_F_FIN_SENT;
@@ -315,15 +423,14 @@ void tcp_retransmit(struct stack *s, uint32_t id)
 		tcp_send_syn(s, id);
 		return;
 	}
-	if (len > t->mss)
-		len = t->mss;
+	if (len > tcp_payload_mss(t))
+		len = tcp_payload_mss(t);
 	if (t->snd_una + len == end && (t->tflags & TCP_F_FIN_SENT))
 		flags |= TCP_FIN;
 	if (!len && !(flags & TCP_FIN))
 		return;
 	/* Karn: a retransmitted segment never gives an RTT sample */
 	t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
-	STACK_STAT_INC(s, tcp_retransmits);
 	tcp_xmit(s, id, t->snd_una, len, flags | (len ? TCP_PSH : 0));
 }
 
@@ -361,7 +468,6 @@ void tcp_send_reset(struct stack *s, const struct ipv4_hdr *ip, const struct tcp
 
 void tcp_retransmit_from_una(struct stack *s, uint32_t id)
 {
-	STACK_STAT_INC(s, tcp_retransmits);
 	tcp_output(s, id);
 }
 
@@ -371,4 +477,54 @@ void tcp_send_probe(struct stack *s, uint32_t id)
 
 	/* an old sequence number: no data, the peer answers with its ACK and window */
 	tcp_xmit(s, id, t->snd_una - 1, 0, TCP_ACK);
+}
+
+/*
+ * RFC 6675 §5 during loss recovery: estimate the bytes in flight (pipe) from the
+ * scoreboard, retransmit the segments it deems lost (DupThresh segments' worth of data
+ * SACKed above them), each once per recovery, then let tcp_output send new data, all
+ * while cwnd leaves room. Send-queue frames carry the scoreboard in meta.flags.
+ */
+void tcp_sack_send(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+	uint32_t lost_above = TCP_DUPACK_THRESH * tcp_payload_mss(t), above = t->sacked_bytes;
+	uint32_t pipe = 0;
+
+	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
+		const struct onr_pkt_meta *m = pkt_meta(s->pool, f);
+
+		if (tcp_seq_geq(m->user, t->snd_nxt))
+			break;
+		if (m->flags & TCP_PKT_SACKED) {
+			above -= m->len;
+			continue;
+		}
+		if (above < lost_above)
+			pipe += m->len; /* not lost: still in flight */
+		if (m->flags & TCP_PKT_RETRANS)
+			pipe += m->len; /* its retransmission is in flight */
+	}
+	above = t->sacked_bytes;
+	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
+		struct onr_pkt_meta *m = pkt_meta(s->pool, f);
+
+		if (tcp_seq_geq(m->user, t->snd_nxt) || above < lost_above ||
+		    pipe + m->len > t->cwnd)
+			break;
+		if (m->flags & TCP_PKT_SACKED) {
+			above -= m->len;
+			continue;
+		}
+		if (m->flags & TCP_PKT_RETRANS)
+			continue;
+		if (tcp_xmit(s, id, m->user, m->len, TCP_ACK) < 0)
+			break;
+		m->flags |= TCP_PKT_RETRANS;
+		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING; /* Karn */
+		pipe += m->len;
+	}
+	t->pipe = pipe;
+	tcp_output(s, id);
 }

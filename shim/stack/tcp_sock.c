@@ -239,6 +239,7 @@ int tcp_sock_connect(struct stack *s, uint32_t id, const struct sock_addr *a)
 	so->flags |= SOCK_F_CONNECTED;
 	t->iss = tcp_isn(s, so->laddr_be32, so->lport_be16, so->raddr_be32, so->rport_be16);
 	t->snd_una = t->snd_nxt = t->snd_max = t->recover = t->iss;
+	t->ts_offset = (uint32_t)stack_rng(s);
 	tcp_rcv_params(s, so);
 	so->state = TCPS_SYN_SENT;
 	tcp_hash_insert(s, id);
@@ -246,6 +247,7 @@ int tcp_sock_connect(struct stack *s, uint32_t id, const struct sock_addr *a)
 	t->tflags |= TCP_F_RTT_TIMING;
 	t->rtt_seq = t->iss + 1;
 	t->rtt_start_ns = stack_clock_now(s->clock);
+	t->unacked_since_ns = t->rtt_start_ns; /* the SYN: TCP_USER_TIMEOUT counts from it */
 	tcp_send_syn(s, id);
 	return -EINPROGRESS;
 }
@@ -266,7 +268,9 @@ static uint32_t sndq_buf_payload(const struct tcp_cb *t)
 {
 	uint32_t per = ONR_PKT_BUF_SIZE - STACK_HEADROOM;
 
-	return t->mss < per ? t->mss : per;
+	/* one buffer per segment where a segment fits, so the SACK scoreboard's frames are
+	 * the segments the peer reports */
+	return tcp_payload_mss(t) < per ? tcp_payload_mss(t) : per;
 }
 
 ssize_t tcp_sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int flags)
@@ -314,6 +318,7 @@ ssize_t tcp_sock_send(struct stack *s, uint32_t id, const void *buf, size_t len,
 		m->frame_len = 0;
 		m->user = t->snd_una + t->sndq_bytes;
 		m->sock_id = id;
+		m->flags = 0;
 		m->queue_next = ONR_PKT_NIL;
 		if (tail == ONR_PKT_NIL)
 			t->sndq_head = id_new;

@@ -17,17 +17,41 @@ static bool tcp_user_timeout_passed(const struct tcp_cb *t, uint64_t now)
 	       now - t->unacked_since_ns >= (uint64_t)t->user_timeout_ms * MS_NS;
 }
 
+/* Whether a retransmission timeout ends the connection (Linux's tcp_write_timeout): the
+ * handshake after its retries or the user timeout; a synchronized connection after
+ * TCP_RETRIES2, or, when TCP_USER_TIMEOUT is set, when that runs out instead (RFC 5482 §3). */
+static bool tcp_rto_gives_up(const struct stack_sock *so, uint64_t now)
+{
+	const struct tcp_cb *t = &so->tcp;
+
+	if (so->state == TCPS_SYN_SENT)
+		return t->retries > TCP_SYN_RETRIES || tcp_user_timeout_passed(t, now);
+	if (so->state == TCPS_SYN_RECEIVED)
+		return t->retries > TCP_SYNACK_RETRIES || tcp_user_timeout_passed(t, now);
+	if (t->user_timeout_ms)
+		return tcp_user_timeout_passed(t, now);
+	return t->retries > TCP_RETRIES2;
+}
+
+/* The next timeout fires when the user timeout runs out, not up to a whole backed-off RTO
+ * later (Linux's tcp_clamp_rto_to_user_timeout). */
+static void tcp_rto_clamp_to_user_timeout(struct tcp_cb *t)
+{
+	uint64_t end = t->unacked_since_ns + (uint64_t)t->user_timeout_ms * MS_NS;
+
+	if (t->user_timeout_ms && t->rto_at > end)
+		t->rto_at = end;
+}
+
 static void tcp_rto_fire(struct stack *s, uint32_t id, uint64_t now)
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
-	unsigned limit = so->state == TCPS_SYN_SENT	  ? TCP_SYN_RETRIES
-			 : so->state == TCPS_SYN_RECEIVED ? TCP_SYNACK_RETRIES
-							  : TCP_RETRIES2;
 
 	t->rto_at = 0;
 	STACK_STAT_INC(s, tcp_rto_expired);
-	if (++t->retries > limit || tcp_user_timeout_passed(t, now)) {
+	t->retries++;
+	if (tcp_rto_gives_up(so, now)) {
 		tcp_drop(s, id, -ETIMEDOUT);
 		return;
 	}
@@ -36,6 +60,7 @@ static void tcp_rto_fire(struct stack *s, uint32_t id, uint64_t now)
 	if (so->state == TCPS_SYN_SENT || so->state == TCPS_SYN_RECEIVED) {
 		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING; /* Karn */
 		tcp_send_syn(s, id);
+		tcp_rto_clamp_to_user_timeout(t);
 		return;
 	}
 	tcp_cc_on_loss(s, so, true);
@@ -45,28 +70,45 @@ static void tcp_rto_fire(struct stack *s, uint32_t id, uint64_t now)
 	/* go back to the first unacknowledged byte; the FIN goes again if it was not acked */
 	t->snd_nxt = t->snd_una;
 	t->snd_cursor = ONR_PKT_NIL;
+	/* RFC 2018 §8: the receiver may have reneged; start the scoreboard afresh */
+	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next)
+		pkt_meta(s->pool, f)->flags = 0;
+	t->sacked_bytes = 0;
 	if (t->tflags & TCP_F_FIN_SENT)
 		t->tflags &= (uint16_t)~TCP_F_FIN_SENT;
 	tcp_retransmit_from_una(s, id);
+	if (!t->rto_at)
+		tcp_arm_rto(s, so); /* nothing could be sent (no buffer): try again later */
+	tcp_rto_clamp_to_user_timeout(t);
 }
 
 static void tcp_persist_fire(struct stack *s, uint32_t id, uint64_t now)
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
+	uint64_t interval; /* ms */
 
 	t->persist_at = 0;
 	if (t->snd_wnd || t->snd_una == t->snd_una + t->sndq_bytes)
 		return;
-	/* a peer that never answers a probe is as gone as one that never ACKs data */
-	if (++t->retries > TCP_RETRIES2 ||
+	/* RFC 1122 §4.2.2.17: probe for as long as the peer answers. A peer that leaves
+	 * TCP_RETRIES2 probes in a row unanswered is as gone as one that never ACKs data: as
+	 * Linux (icsk_probes_out), count them in keep_probes, which every ACK clears. */
+	if (t->keep_probes >= TCP_RETRIES2 ||
 	    (t->user_timeout_ms && now - t->last_rx_ns >= (uint64_t)t->user_timeout_ms * MS_NS)) {
 		tcp_drop(s, id, -ETIMEDOUT);
 		return;
 	}
+	t->keep_probes++;
+	if (t->retries < TCP_RETRIES2)
+		t->retries++;
 	STACK_STAT_INC(s, tcp_zero_window_probes);
 	tcp_send_probe(s, id);
-	t->persist_at = now + ((uint64_t)t->rto_ms << (t->retries < 6 ? t->retries : 6)) * MS_NS;
+	/* back off to the RTO ceiling (Linux's tcp_probe0_when) */
+	interval = (uint64_t)t->rto_ms << t->retries;
+	if (interval > (uint64_t)s->cfg->tcp_rto_max)
+		interval = (uint64_t)s->cfg->tcp_rto_max;
+	t->persist_at = now + interval * MS_NS;
 }
 
 static void tcp_keepalive_check(struct stack *s, uint32_t id, uint64_t now)
@@ -75,9 +117,11 @@ static void tcp_keepalive_check(struct stack *s, uint32_t id, uint64_t now)
 	struct tcp_cb *t = &so->tcp;
 	uint64_t idle = now - t->last_rx_ns;
 
+	/* not while data waits to be sent or acknowledged: retransmission and zero-window
+	 * probes watch the peer then (Linux) */
 	if (!(t->tflags & TCP_F_KEEPALIVE) ||
 	    (so->state != TCPS_ESTABLISHED && so->state != TCPS_CLOSE_WAIT) ||
-	    t->snd_una != t->snd_max)
+	    t->snd_una != t->snd_max || t->sndq_bytes)
 		return;
 	if (t->keepalive_at && now < t->keepalive_at)
 		return;
@@ -86,8 +130,11 @@ static void tcp_keepalive_check(struct stack *s, uint32_t id, uint64_t now)
 		t->keep_probes = 0;
 		return;
 	}
-	if (t->keep_probes >= t->keepcnt || (t->user_timeout_ms && t->keep_probes &&
-					     idle >= (uint64_t)t->user_timeout_ms * MS_NS)) {
+	/* TCP_USER_TIMEOUT, when set, decides instead of TCP_KEEPCNT; the peer gets a reset in
+	 * case only its answers are lost (Linux's tcp_keepalive_timer) */
+	if (t->user_timeout_ms ? t->keep_probes && idle >= (uint64_t)t->user_timeout_ms * MS_NS
+			       : t->keep_probes >= t->keepcnt) {
+		tcp_send_rst_for(s, id);
 		tcp_drop(s, id, -ETIMEDOUT);
 		return;
 	}

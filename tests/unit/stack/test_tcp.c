@@ -185,7 +185,10 @@ static void transfer(struct stackpair *p, struct stack *ss, int src, struct stac
 			assert_true(n > 0);
 			sent += (size_t)n;
 		}
-		stackpair_step(p, 20000);
+		/* idle (waiting for a timer): jump 1 ms instead of 20 µs */
+		stackpair_step(p, link_loop_in_flight(&p->end_a) || link_loop_in_flight(&p->end_b)
+				      ? 20000
+				      : 1000000);
 		for (;;) {
 			ssize_t n = sock_recv(ds, (uint32_t)dst, in, sizeof(in), 0, NULL);
 			if (n == -EAGAIN)
@@ -361,6 +364,155 @@ static void test_tcp__tiny_pools_bulk_both_ways_with_junk__no_deadlock(void **st
 	close_both(p, ca, cb, lid);
 }
 
+/* One seeded 5% loss run; returns the sender's retransmissions. */
+static uint64_t lossy_run(int syn_opts, uint64_t seed)
+{
+	struct stackpair_opts o = {.seed = seed};
+	struct stackpair *p = stackpair_create(&o);
+	int lid, ca, cb;
+	uint64_t rtx;
+
+	p->a.cfg.tcp_syn_opts = syn_opts;
+	p->b.cfg.tcp_syn_opts = syn_opts;
+	lid = listener(&p->b.stack, 90, 8);
+	connect_pair(p, lid, 90, &ca, &cb);
+	assert_int_equal(!!(p->a.stack.socks[ca].tcp.opts & TCP_OPT_SACK), !!(syn_opts & 4));
+	assert_int_equal(!!(p->a.stack.socks[ca].tcp.opts & TCP_OPT_TS), !!(syn_opts & 1));
+	p->end_a.faults = (struct loop_faults){.loss_pct = 5, .delay_ns = 200000};
+	transfer(p, &p->a.stack, ca, &p->b.stack, cb, 4u << 20, 600 * S);
+	rtx = stat_of(&p->a.stack, "tcp_retransmits");
+	print_message(
+	    "opts %d: rtx %llu rto %llu fast %llu lost %llu vtime %llu ms ooo %llu\n", syn_opts,
+	    (unsigned long long)rtx, (unsigned long long)stat_of(&p->a.stack, "tcp_rto_expired"),
+	    (unsigned long long)stat_of(&p->a.stack, "tcp_fast_retransmits"),
+	    (unsigned long long)p->end_a.wire.lost, (unsigned long long)(p->clock.virt_ns / MS),
+	    (unsigned long long)stat_of(&p->b.stack, "tcp_ooo_drops"));
+	p->end_a.faults = (struct loop_faults){0};
+	close_both(p, ca, cb, lid);
+	stackpair_destroy(p);
+	return rtx;
+}
+
+static void test_tcp_sack__same_seeded_loss__fewer_retransmissions_than_newreno(void **state)
+{
+	uint64_t with_sack = lossy_run(7, 42), without = lossy_run(3, 42);
+
+	(void)state;
+	print_message("retransmissions at 5%% loss, 4 MiB: SACK %llu, NewReno %llu\n",
+		      (unsigned long long)with_sack, (unsigned long long)without);
+	assert_true(with_sack > 0);
+	assert_true(with_sack < without);
+}
+
+/* 64 MiB each way at a loss rate, with reordering, duplication and corruption as well. */
+static void bulk_64mib_at(unsigned loss_pct)
+{
+	/* the sanitizer build of `make check` runs a shorter transfer (ONRAMP_TEST_BULK_MIB) */
+	const char *env = getenv("ONRAMP_TEST_BULK_MIB");
+	size_t mib = env && atoi(env) > 0 ? (size_t)atoi(env) : 64;
+	struct stackpair_opts o = {.max_packets = 4096, .seed = 1000 + loss_pct};
+	struct stackpair *p = stackpair_create(&o);
+	int lid = listener(&p->b.stack, 91, 8), ca, cb;
+	const struct loop_faults f = {.loss_pct = loss_pct,
+				      .dup_pct = 1,
+				      .corrupt_pct = 1,
+				      .reorder_pct = 2,
+				      .reorder_ns = 200000,
+				      .delay_ns = 50000};
+	uint64_t t0;
+
+	connect_pair(p, lid, 91, &ca, &cb);
+	p->end_a.faults = f;
+	p->end_b.faults = f;
+	t0 = p->clock.virt_ns;
+	/* bounded virtual time: generous, but a stall (lost wakeup, dead timer) fails */
+	transfer(p, &p->a.stack, ca, &p->b.stack, cb, mib << 20, 1200 * S);
+	transfer(p, &p->b.stack, cb, &p->a.stack, ca, mib << 20, 1200 * S);
+	print_message("%zu MiB each way at %u%% loss: %llu ms virtual, %llu retransmissions\n", mib,
+		      loss_pct, (unsigned long long)((p->clock.virt_ns - t0) / MS),
+		      (unsigned long long)(stat_of(&p->a.stack, "tcp_retransmits") +
+					   stat_of(&p->b.stack, "tcp_retransmits")));
+	p->end_a.faults = (struct loop_faults){0};
+	p->end_b.faults = (struct loop_faults){0};
+	close_both(p, ca, cb, lid);
+	stackpair_destroy(p);
+}
+
+static void test_tcp__bulk_64mib_each_way__completes_at_0_1_5_and_10_percent_loss(void **state)
+{
+	static const unsigned rates[] = {0, 1, 5, 10};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
+		bulk_64mib_at(rates[i]);
+}
+
+static void test_tcp__ten_thousand_connections__open_exchange_and_close(void **state)
+{
+	enum { N = 10000 };
+	struct stackpair_opts o = {
+	    .max_packets = 65536, .n_socks = N + 16, .rxq_size = 512, .txq_size = 1024};
+	struct stackpair *p = stackpair_create(&o);
+	static int ca[N], cb[N];
+	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 92);
+	int lid, accepted = 0;
+	char buf[8];
+
+	stackpair_destroy(*state);
+	*state = p;
+	lid = listener(&p->b.stack, 92, 4096);
+	for (int i = 0; i < N; i++) {
+		ca[i] = sock_open(&p->a.stack, SOCK_T_TCP);
+		assert_true(ca[i] >= 0);
+		assert_int_equal(sock_connect(&p->a.stack, (uint32_t)ca[i], &to), -EINPROGRESS);
+		if (i % 512 == 511 || i == N - 1) {
+			/* long enough for SYNs that waited on ARP to be sent again */
+			for (int k = 0;
+			     k < 1500 && p->b.stack.socks[lid].tcp.n_acceptq + accepted <= i; k++)
+				stackpair_step(p, 2 * MS);
+			stackpair_run(p, 100 * MS);
+			while (accepted <= i) {
+				int c = sock_accept(&p->b.stack, (uint32_t)lid, NULL);
+				assert_true(c >= 0);
+				cb[accepted++] = c;
+			}
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(p->a.stack.socks[ca[i]].state, TCPS_ESTABLISHED);
+		assert_int_equal(sock_send(&p->a.stack, (uint32_t)ca[i], &i, sizeof(i), 0, NULL),
+				 sizeof(i));
+		if (i % 256 == 255)
+			stackpair_run(p, 100 * MS);
+	}
+	stackpair_run(p, 100 * MS);
+	for (int i = 0; i < N; i++) {
+		int v;
+		/* accept order is connect order: connection i carries i */
+		assert_int_equal(sock_recv(&p->b.stack, (uint32_t)cb[i], &v, sizeof(v), 0, NULL),
+				 sizeof(v));
+		assert_int_equal(v, i);
+		assert_int_equal(sock_send(&p->b.stack, (uint32_t)cb[i], "ok", 2, 0, NULL), 2);
+		if (i % 256 == 255)
+			stackpair_run(p, 100 * MS);
+	}
+	stackpair_run(p, 100 * MS);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(sock_recv(&p->a.stack, (uint32_t)ca[i], buf, sizeof(buf), 0, NULL),
+				 2);
+		sock_close(&p->a.stack, (uint32_t)ca[i]);
+		sock_close(&p->b.stack, (uint32_t)cb[i]);
+		if (i % 256 == 255)
+			stackpair_run(p, 100 * MS);
+	}
+	stackpair_run(p, 1 * S);
+	stackpair_step(p, 61 * S);
+	stackpair_step(p, 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(p->a.stack.socks[ca[i]].type, SOCK_T_FREE);
+	sock_close(&p->b.stack, (uint32_t)lid);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, pair_setup, pair_teardown)
@@ -376,6 +528,9 @@ int main(void)
 	    T(test_tcp__linger_zero__closes_with_rst_and_no_time_wait),
 	    T(test_tcp__full_backlog__drops_syns_until_accept),
 	    T(test_tcp__tiny_pools_bulk_both_ways_with_junk__no_deadlock),
+	    cmocka_unit_test(test_tcp_sack__same_seeded_loss__fewer_retransmissions_than_newreno),
+	    cmocka_unit_test(test_tcp__bulk_64mib_each_way__completes_at_0_1_5_and_10_percent_loss),
+	    T(test_tcp__ten_thousand_connections__open_exchange_and_close),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
