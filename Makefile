@@ -64,6 +64,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/stack/test_udp \
 	      $(B)/tests/unit/stack/test_ipv4 \
 	      $(B)/tests/unit/stack/test_tcp \
+	      $(B)/tests/unit/stack/test_sock_wait \
 	      $(B)/tests/unit/stack/test_tcp_features \
 	      $(B)/tests/unit/tools/test_stackdump
 
@@ -118,6 +119,8 @@ $(B)/tests/unit/stack/test_ipv4: $(call obj,tests/unit/stack/test_ipv4.c) $(STAC
 $(B)/tests/unit/stack/test_tcp: $(call obj,tests/unit/stack/test_tcp.c) $(STACKPAIR) \
 	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_tcp_features: $(call obj,tests/unit/stack/test_tcp_features.c) \
+	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/stack/test_sock_wait: $(call obj,tests/unit/stack/test_sock_wait.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/tools/test_stackdump: $(call obj,tests/unit/tools/test_stackdump.c) \
 	$(TESTLIB) $(LIB_SDUMP) $(LIB_STACK) $(LIB_PKT) $(LIB_ENV)

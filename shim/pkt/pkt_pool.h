@@ -117,6 +117,14 @@ static inline uint8_t *pkt_data(const struct pkt_pool *p, uint32_t id)
 int pkt_pool_get_bulk_wait(struct pkt_pool *p, enum onr_pkt_owner owner, uint32_t *ids, unsigned n,
 			   int64_t timeout_ns, const struct pkt_lock_ops *lk);
 
+/*
+ * Wait as pkt_pool_get_bulk_wait, until `n` buffers for `owner` could be taken, but take
+ * none: for a caller whose next step needs room in the pool (a send that keeps a margin).
+ * Returns 0, -ETIMEDOUT, -ENOBUFS (never possible), or a negative lock() error.
+ */
+int pkt_pool_wait_available(struct pkt_pool *p, enum onr_pkt_owner owner, unsigned n,
+			    int64_t timeout_ns, const struct pkt_lock_ops *lk);
+
 /* Memory pressure in force (enum onr_mem_pressure). */
 static inline enum onr_mem_pressure pkt_pool_pressure(const struct pkt_pool *p)
 {

@@ -703,8 +703,9 @@ static int wait_round(struct pkt_pool *p, unsigned owner, unsigned n, bool front
 	return rc;
 }
 
-int pkt_pool_get_bulk_wait(struct pkt_pool *p, enum onr_pkt_owner owner, uint32_t *ids, unsigned n,
-			   int64_t timeout_ns, const struct pkt_lock_ops *lk)
+/* Wait until `n` buffers for `owner` are available; take them into ids when ids != NULL. */
+static int pool_wait(struct pkt_pool *p, enum onr_pkt_owner owner, uint32_t *ids, unsigned n,
+		     int64_t timeout_ns, const struct pkt_lock_ops *lk)
 {
 	int64_t deadline = timeout_ns < 0 ? -1 : now_ns() + timeout_ns;
 	bool woken_before = false;
@@ -716,14 +717,19 @@ int pkt_pool_get_bulk_wait(struct pkt_pool *p, enum onr_pkt_owner owner, uint32_
 	for (;;) {
 		int rc;
 
-		if (n <= available_for(p, owner))
-			return pkt_pool_get_bulk(p, owner, ids, n);
+		if (n <= available_for(p, owner)) {
+			if (ids)
+				return pkt_pool_get_bulk(p, owner, ids, n);
+			/* nothing taken: what woke us may satisfy the next waiter too */
+			waiters_wake_if_any(p);
+			return 0;
+		}
 		/* Buffers we cannot use may satisfy a waiter behind us: pass them on first. */
 		waiters_wake_if_any(p);
 		rc = wait_round(p, owner, n, woken_before, deadline, lk);
 		if (rc == -ETIMEDOUT) {
 			if (n <= available_for(p, owner))
-				return pkt_pool_get_bulk(p, owner, ids, n);
+				return ids ? pkt_pool_get_bulk(p, owner, ids, n) : 0;
 			p->stats->pool_wait_timeouts++;
 			return rc;
 		}
@@ -731,6 +737,18 @@ int pkt_pool_get_bulk_wait(struct pkt_pool *p, enum onr_pkt_owner owner, uint32_
 			return rc;
 		woken_before = true;
 	}
+}
+
+int pkt_pool_get_bulk_wait(struct pkt_pool *p, enum onr_pkt_owner owner, uint32_t *ids, unsigned n,
+			   int64_t timeout_ns, const struct pkt_lock_ops *lk)
+{
+	return pool_wait(p, owner, ids, n, timeout_ns, lk);
+}
+
+int pkt_pool_wait_available(struct pkt_pool *p, enum onr_pkt_owner owner, unsigned n,
+			    int64_t timeout_ns, const struct pkt_lock_ops *lk)
+{
+	return pool_wait(p, owner, NULL, n, timeout_ns, lk);
 }
 
 /* ---- checking and recovery ---------------------------------------------------------------------

@@ -5,6 +5,11 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -469,4 +474,77 @@ int sock_accept(struct stack *s, uint32_t id, struct sock_addr *peer)
 	if (so->type != SOCK_T_TCP)
 		return -EOPNOTSUPP;
 	return tcp_sock_accept(s, id, peer);
+}
+
+void sock_wake(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = &s->socks[id];
+
+	/* pairs with the acquire load in sock_wait: the state change is visible first */
+	__atomic_add_fetch(&so->wake_seq, 1, __ATOMIC_RELEASE);
+	if (__atomic_load_n(&so->waiters, __ATOMIC_ACQUIRE))
+		syscall(SYS_futex, &so->wake_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Room to send is missing because of the pool, not the socket's own SO_SNDBUF. */
+static bool sock_out_waits_on_pool(const struct stack_sock *so)
+{
+	return so->type == SOCK_T_TCP &&
+	       (so->tcp.sndq_bufs + 1) * (uint64_t)ONR_PKT_BUF_SIZE <= so->sndbuf &&
+	       (so->state == TCPS_ESTABLISHED || so->state == TCPS_CLOSE_WAIT);
+}
+
+int sock_wait(struct stack *s, uint32_t id, unsigned events, int64_t timeout_ns,
+	      const struct pkt_lock_ops *lk)
+{
+	int64_t deadline = timeout_ns < 0 ? -1 : mono_ns() + timeout_ns;
+
+	for (;;) {
+		struct stack_sock *so = sock_get(s, id);
+		unsigned ev;
+		int64_t left = 0;
+		uint32_t seq;
+		int rc;
+
+		if (!so)
+			return -EBADF;
+		ev = sock_events(s, id) & (events | SOCK_EV_ERR | SOCK_EV_HUP);
+		if (ev)
+			return (int)ev;
+		if (deadline >= 0 && (left = deadline - mono_ns()) <= 0)
+			return 0;
+		if ((events & SOCK_EV_OUT) && sock_out_waits_on_pool(so)) {
+			/* Wait in the pool's FIFO until sending has its margin again: a put by
+			 * any path wakes us, oldest waiter first. */
+			unsigned need = s->pool->shm->max_tx / 4 + 1;
+			if (pkt_pool_tx_available(s->pool) < need) {
+				rc = pkt_pool_wait_available(s->pool, ONR_PKT_TX_QUEUED, need,
+							     deadline < 0 ? -1 : left, lk);
+				if (rc && rc != -ETIMEDOUT && rc != -ENOBUFS)
+					return rc;
+				continue;
+			}
+		}
+		seq = __atomic_load_n(&so->wake_seq, __ATOMIC_ACQUIRE);
+		__atomic_add_fetch(&so->waiters, 1, __ATOMIC_ACQ_REL);
+		lk->unlock(lk->arg);
+		{
+			struct timespec ts = {.tv_sec = left / 1000000000,
+					      .tv_nsec = left % 1000000000};
+			syscall(SYS_futex, &so->wake_seq, FUTEX_WAIT, seq,
+				deadline < 0 ? NULL : &ts, NULL, 0);
+		}
+		__atomic_sub_fetch(&so->waiters, 1, __ATOMIC_ACQ_REL);
+		rc = lk->lock(lk->arg);
+		if (rc)
+			return rc;
+	}
 }

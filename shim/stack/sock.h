@@ -57,6 +57,19 @@ int sock_shutdown(struct stack *s, uint32_t id, int how);
 /* SOCK_EV_* now true of the socket. */
 unsigned sock_events(struct stack *s, uint32_t id);
 
+/*
+ * Sleep until one of `events` (SOCK_EV_*; ERR and HUP always count) is true of the socket,
+ * or `timeout_ns` passes (< 0: no limit). Called and returns with the stack lock held; drops
+ * it through `lk` while asleep, so somebody else must poll the stack meanwhile. Readiness
+ * that depends on the pool (room to send) is waited for on the pool itself, so buffers
+ * freed by any socket wake the sender. Returns the events that are true, 0 on timeout,
+ * -EBADF, or a lock error.
+ */
+int sock_wait(struct stack *s, uint32_t id, unsigned events, int64_t timeout_ns,
+	      const struct pkt_lock_ops *lk);
+/* The socket's readiness may have changed: wake its sleepers (no syscall when none). */
+void sock_wake(struct stack *s, uint32_t id);
+
 /* Local and peer names. -ENOTCONN for the peer of an unconnected socket. */
 int sock_getname(struct stack *s, uint32_t id, struct sock_addr *a);
 int sock_getpeer(struct stack *s, uint32_t id, struct sock_addr *a);

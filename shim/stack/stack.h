@@ -94,6 +94,8 @@ struct stack_sock {
 	uint64_t rx_drops; /* datagrams dropped: queue full */
 	uint16_t path_mtu; /* learnt from ICMP frag-needed for the connected peer; 0: link MTU */
 	uint16_t reserved;
+	uint32_t wake_seq; /* futex word: bumped whenever the socket's readiness may change */
+	uint32_t waiters;  /* threads asleep in sock_wait (a wake makes a syscall only then) */
 	uint32_t reserved2;
 	struct tcp_cb tcp; /* SOCK_T_TCP only */
 };

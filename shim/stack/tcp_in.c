@@ -978,6 +978,8 @@ void tcp_input(struct stack *s, uint32_t head, const struct ipv4_hdr *ip)
 		break;
 	}
 	head = seg.head;
+	if (s->socks[id].type == SOCK_T_TCP)
+		sock_wake(s, id);
 drop:
 	if (head != ONR_PKT_NIL)
 		pkt_pool_put(s->pool, head);

@@ -98,6 +98,7 @@ void tcp_drop(struct stack *s, uint32_t id, int err)
 	if (err)
 		so->so_error = err;
 	so->tcp.tflags |= TCP_F_PEER_FIN; /* reads end: at the error, then EOF */
+	sock_wake(s, id);
 	if (unowned)
 		sock_free(s, id);
 }
@@ -138,6 +139,7 @@ void tcp_child_established(struct stack *s, uint32_t id)
 		s->socks[l->acceptq_tail].tcp.accept_next = id;
 	l->acceptq_tail = id;
 	l->n_acceptq++;
+	sock_wake(s, so->tcp.parent);
 }
 
 void tcp_rcv_params(struct stack *s, struct stack_sock *so)

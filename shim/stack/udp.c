@@ -98,6 +98,7 @@ void udp_input(struct stack *s, uint32_t head, const struct ipv4_hdr *ip)
 	so->rxq_bufs += nbufs;
 	so->rxq_bytes += m->frame_len;
 	so->rx_bytes += m->frame_len;
+	sock_wake(s, id);
 	return;
 drop:
 	pkt_pool_put(s->pool, head);
