@@ -23,11 +23,35 @@ struct stack_sock *sock_get(struct stack *s, uint32_t id)
 	return &s->socks[id];
 }
 
+/*
+ * The table is full: end the TIME_WAIT connection closest to its end whose application has
+ * closed it, as Linux reuses TIME_WAIT under pressure. Returns whether a slot was freed.
+ */
+static bool sock_reuse_time_wait(struct stack *s)
+{
+	uint32_t victim = SOCK_NIL;
+
+	for (uint32_t id = 0; id < s->st->n_socks; id++) {
+		const struct stack_sock *so = &s->socks[id];
+		if (so->type == SOCK_T_TCP && so->state == TCPS_TIME_WAIT &&
+		    (so->tcp.tflags & TCP_F_ORPHAN) &&
+		    (victim == SOCK_NIL || so->tcp.tw_at < s->socks[victim].tcp.tw_at))
+			victim = id;
+	}
+	if (victim == SOCK_NIL)
+		return false;
+	STACK_STAT_INC(s, tcp_time_wait_reused);
+	tcp_drop(s, victim, 0);
+	return true;
+}
+
 int sock_alloc(struct stack *s, int type)
 {
 	uint32_t id = s->st->sock_free_head;
 	struct stack_sock *so;
 
+	if (id == SOCK_NIL && sock_reuse_time_wait(s))
+		id = s->st->sock_free_head;
 	if (id == SOCK_NIL)
 		return -EMFILE;
 	so = &s->socks[id];

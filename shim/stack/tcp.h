@@ -58,6 +58,8 @@ void tcp_send_rst_for(struct stack *s, uint32_t id);
 /* A reset answering a segment nobody takes (RFC 9293 §3.10.7.1). */
 void tcp_send_reset(struct stack *s, const struct ipv4_hdr *ip, const struct tcp_hdr *th,
 		    uint32_t seg_len);
+void tcp_send_synack_cookie(struct stack *s, const struct ipv4_hdr *ip, const struct tcp_hdr *th,
+			    uint32_t cookie, uint16_t mss, uint16_t wnd);
 /* Retransmit one segment from snd_una (fast retransmit, partial ACK). */
 void tcp_retransmit(struct stack *s, uint32_t id);
 /* After an RTO (snd_nxt = snd_una): send again from there as cwnd allows. */

@@ -533,28 +533,70 @@ static void tcp_established(struct stack *s, uint32_t id, const struct tcp_seg *
 		tcp_child_established(s, id);
 }
 
-static void tcp_rx_listen(struct stack *s, uint32_t lid, struct tcp_seg *seg)
+static void tcp_rx_synchronized(struct stack *s, uint32_t id, struct tcp_seg *seg);
+
+/* ---- SYN cookies (RFC 4987 §3.6) ------------------------------------------------------ */
+
+/* MSS values a cookie can carry (3 bits), common ones first among equals. */
+static const uint16_t cookie_mss[8] = {536, 1200, 1360, 1440, 1460, 4312, 8960, 8960};
+
+static uint32_t cookie_hash(const struct stack *s, const struct ipv4_hdr *ip,
+			    const struct tcp_hdr *th, uint32_t period)
+{
+	uint64_t h = s->st->isn_secret[1] ^ ((uint64_t)period << 40);
+	uint64_t w[2] = {(uint64_t)ip->src_be32 << 32 | ip->dst_be32,
+			 (uint64_t)th->sport_be16 << 16 | th->dport_be16};
+
+	for (unsigned i = 0; i < 2; i++) {
+		h ^= w[i];
+		h *= 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 31;
+	}
+	return (uint32_t)(h >> 8) & 0xffffff;
+}
+
+/* A 64-second period counter (5 bits in the cookie) from the stack clock. */
+static uint32_t cookie_period(struct stack *s)
+{
+	return (uint32_t)(stack_clock_now(s->clock) / (64ull * 1000000000u));
+}
+
+static uint32_t cookie_make(struct stack *s, const struct tcp_seg *seg, unsigned *mss_idx)
+{
+	uint32_t t = cookie_period(s) & 31;
+	unsigned i = 0;
+
+	for (unsigned k = 0; k < 7; k++)
+		if (cookie_mss[k] <= (seg->opt_mss ? seg->opt_mss : TCP_MSS_FALLBACK) &&
+		    cookie_mss[k] <= s->mtu - IPV4_HDR_MIN_LEN - TCP_HDR_MIN_LEN)
+			i = k;
+	*mss_idx = i;
+	return t << 27 | (uint32_t)i << 24 | cookie_hash(s, seg->ip, seg->th, t);
+}
+
+/* The MSS a returning ACK's cookie (ack - 1) encodes, or 0: not one of ours, or too old. */
+static uint16_t cookie_check(struct stack *s, const struct tcp_seg *seg)
+{
+	uint32_t c = seg->ack - 1, now = cookie_period(s), t = c >> 27;
+
+	for (uint32_t age = 0; age < 2; age++)
+		if (((now - age) & 31) == t &&
+		    (c & 0xffffff) == cookie_hash(s, seg->ip, seg->th, t))
+			return cookie_mss[(c >> 24) & 7];
+	return 0;
+}
+
+/* A connection for a listener in SYN_RECEIVED, from the segment that made it. */
+static int tcp_child_create(struct stack *s, uint32_t lid, const struct tcp_seg *seg)
 {
 	struct stack_sock *l = &s->socks[lid];
 	struct stack_sock *c;
 	int cid;
 
-	if (seg->flags & TCP_RST)
-		return;
-	if (seg->flags & TCP_ACK) {
-		tcp_send_reset(s, seg->ip, seg->th, seg->len);
-		return;
-	}
-	if (!(seg->flags & TCP_SYN))
-		return;
-	if (l->tcp.n_acceptq >= l->tcp.backlog || l->tcp.n_synq >= l->tcp.backlog) {
-		STACK_STAT_INC(s, tcp_listen_overflow);
-		return;
-	}
 	cid = sock_alloc(s, SOCK_T_TCP);
 	if (cid < 0) {
 		STACK_STAT_INC(s, tcp_listen_overflow);
-		return;
+		return cid;
 	}
 	c = &s->socks[cid];
 	c->laddr_be32 = seg->ip->dst_be32;
@@ -589,6 +631,77 @@ static void tcp_rx_listen(struct stack *s, uint32_t lid, struct tcp_seg *seg)
 	tcp_hash_insert(s, (uint32_t)cid);
 	l->tcp.n_synq++;
 	STACK_STAT_INC(s, tcp_passive_opens);
+	return cid;
+}
+
+/* The ACK completing a handshake whose SYN got a cookie: the connection starts here. */
+static void tcp_rx_listen_cookie_ack(struct stack *s, uint32_t lid, struct tcp_seg *seg)
+{
+	struct stack_sock *l = &s->socks[lid];
+	uint16_t mss = cookie_check(s, seg);
+	struct stack_sock *c;
+	int cid;
+
+	if (!mss) {
+		STACK_STAT_INC(s, tcp_syncookies_failed);
+		tcp_send_reset(s, seg->ip, seg->th, seg->len);
+		return;
+	}
+	if (l->tcp.n_acceptq >= l->tcp.backlog) {
+		STACK_STAT_INC(s, tcp_listen_overflow);
+		return;
+	}
+	cid = tcp_child_create(s, lid, seg);
+	if (cid < 0)
+		return;
+	c = &s->socks[cid];
+	c->tcp.irs = seg->seq - 1;
+	c->tcp.rcv_nxt = seg->seq;
+	c->tcp.iss = seg->ack - 1;
+	c->tcp.snd_una = c->tcp.snd_nxt = c->tcp.snd_max = c->tcp.recover = seg->ack;
+	c->tcp.mss = mss;
+	c->tcp.opts = 0;
+	c->tcp.snd_wscale = c->tcp.rcv_wscale = 0;
+	c->tcp.rcv_adv = c->tcp.rcv_nxt + tcp_rcv_window(s, c);
+	STACK_STAT_INC(s, tcp_syncookies_ok);
+	tcp_established(s, (uint32_t)cid, seg);
+	/* the ACK may carry data: handle it as on any established connection */
+	tcp_rx_synchronized(s, (uint32_t)cid, seg);
+}
+
+static void tcp_rx_listen(struct stack *s, uint32_t lid, struct tcp_seg *seg)
+{
+	struct stack_sock *l = &s->socks[lid];
+	int cid;
+
+	if (seg->flags & TCP_RST)
+		return;
+	if (seg->flags & TCP_ACK) {
+		if (!(seg->flags & TCP_SYN)) {
+			tcp_rx_listen_cookie_ack(s, lid, seg);
+			return;
+		}
+		tcp_send_reset(s, seg->ip, seg->th, seg->len);
+		return;
+	}
+	if (!(seg->flags & TCP_SYN))
+		return;
+	if (l->tcp.n_acceptq >= l->tcp.backlog) {
+		STACK_STAT_INC(s, tcp_listen_overflow);
+		return;
+	}
+	if (l->tcp.n_synq >= l->tcp.backlog) {
+		/* the SYN queue is full (a flood, or a slow accept): answer without state */
+		unsigned idx;
+		uint32_t cookie = cookie_make(s, seg, &idx);
+		uint32_t wnd = l->rcvbuf < 65535 ? l->rcvbuf : 65535;
+		STACK_STAT_INC(s, tcp_syncookies_sent);
+		tcp_send_synack_cookie(s, seg->ip, seg->th, cookie, cookie_mss[idx], (uint16_t)wnd);
+		return;
+	}
+	cid = tcp_child_create(s, lid, seg);
+	if (cid < 0)
+		return;
 	tcp_send_syn(s, (uint32_t)cid);
 }
 

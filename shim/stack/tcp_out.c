@@ -528,3 +528,39 @@ void tcp_sack_send(struct stack *s, uint32_t id)
 	t->pipe = pipe;
 	tcp_output(s, id);
 }
+
+/*
+ * A SYN-ACK that keeps no state (RFC 4987 §3.6): the ISN is the cookie, the only option the
+ * MSS it encodes. Window scale, SACK and timestamps are not offered, since nothing would
+ * remember them.
+ */
+void tcp_send_synack_cookie(struct stack *s, const struct ipv4_hdr *ip, const struct tcp_hdr *th,
+			    uint32_t cookie, uint16_t mss, uint16_t wnd)
+{
+	struct tcp_hdr *rh;
+	uint8_t *opt;
+	uint32_t head;
+	const unsigned hlen = TCP_HDR_MIN_LEN + 4;
+
+	if (pkt_pool_get(s->pool, ONR_PKT_TX_RING, &head) < 0)
+		return;
+	pkt_meta(s->pool, head)->off = STACK_HEADROOM + hlen;
+	rh = (struct tcp_hdr *)pkt_push(s->pool, head, (uint16_t)hlen);
+	memset(rh, 0, hlen);
+	rh->sport_be16 = th->dport_be16;
+	rh->dport_be16 = th->sport_be16;
+	rh->seq_be32 = htonl(cookie);
+	rh->ack_be32 = htonl(ntohl(th->seq_be32) + 1);
+	rh->doff = (uint8_t)((hlen / 4) << 4);
+	rh->flags = TCP_SYN | TCP_ACK;
+	rh->wnd_be16 = htons(wnd);
+	opt = (uint8_t *)(rh + 1);
+	opt[0] = 2;
+	opt[1] = 4;
+	opt[2] = (uint8_t)(mss >> 8);
+	opt[3] = (uint8_t)mss;
+	rh->csum_be16 = htons(csum_fold(csum_add(
+	    csum_pseudo(ip->dst_be32, ip->src_be32, IPPROTO_TCP_, (uint16_t)hlen), rh, hlen)));
+	STACK_STAT_INC(s, tcp_tx_segs);
+	ip_output(s, head, ip->dst_be32, ip->src_be32, IPPROTO_TCP_, true);
+}

@@ -326,6 +326,11 @@ static void test_tcp__full_backlog__drops_syns_until_accept(void **state)
 		assert_int_equal(sock_connect(&p->a.stack, (uint32_t)c[i], &to), -EINPROGRESS);
 	}
 	stackpair_run(p, 100 * MS);
+	/* Clients speak first, as most do: a handshake ACK the full accept queue ignored (or a
+	 * SYN cookie's) is carried again by the data's retransmissions, as with Linux. */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sock_send(&p->a.stack, (uint32_t)c[i], "x", 1, 0, NULL), 1);
+	stackpair_run(p, 100 * MS);
 	/* backlog 1: two connections complete (Linux's backlog + 1), the rest wait */
 	assert_true(stat_of(&p->b.stack, "tcp_listen_overflow") > 0);
 	for (int round = 0; round < 60 && accepted < 4; round++) {
@@ -513,6 +518,105 @@ static void test_tcp__ten_thousand_connections__open_exchange_and_close(void **s
 	sock_close(&p->b.stack, (uint32_t)lid);
 }
 
+static void test_tcp_syncookies__syn_queue_full__connections_still_complete(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 93, 3), c[12], accepted = 0;
+	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 93);
+	char buf[4];
+
+	/* resolve ARP first so that all SYNs leave together */
+	c[0] = sock_open(&p->a.stack, SOCK_T_UDP);
+	sock_send(&p->a.stack, (uint32_t)c[0], "x", 1, 0, &to);
+	stackpair_run(p, 10 * MS);
+	sock_close(&p->a.stack, (uint32_t)c[0]);
+	for (int i = 0; i < 12; i++) {
+		c[i] = sock_open(&p->a.stack, SOCK_T_TCP);
+		assert_int_equal(sock_connect(&p->a.stack, (uint32_t)c[i], &to), -EINPROGRESS);
+	}
+	stackpair_run(p, 10 * MS);
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(sock_send(&p->a.stack, (uint32_t)c[i], "x", 1, 0, NULL), 1);
+	for (int round = 0; round < 3000 && accepted < 12; round++) {
+		int cb;
+		stackpair_step(p, 10 * MS);
+		while ((cb = sock_accept(&p->b.stack, (uint32_t)lid, NULL)) >= 0) {
+			assert_int_equal(sock_send(&p->b.stack, (uint32_t)cb, "hi", 2, 0, NULL), 2);
+			stackpair_run(p, 10 * MS);
+			assert_int_equal(
+			    sock_recv(&p->b.stack, (uint32_t)cb, buf, sizeof(buf), 0, NULL), 1);
+			sock_close(&p->b.stack, (uint32_t)cb);
+			accepted++;
+		}
+	}
+	assert_int_equal(accepted, 12);
+	assert_true(stat_of(&p->b.stack, "tcp_syncookies_sent") > 0);
+	assert_true(stat_of(&p->b.stack, "tcp_syncookies_ok") > 0);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_syncookies_failed"), 0);
+	for (int i = 0; i < 12; i++) {
+		assert_int_equal(sock_recv(&p->a.stack, (uint32_t)c[i], buf, sizeof(buf), 0, NULL),
+				 2);
+		sock_close(&p->a.stack, (uint32_t)c[i]);
+	}
+	stackpair_run(p, 1 * S);
+	stackpair_step(p, 61 * S);
+	stackpair_step(p, 0);
+	sock_close(&p->b.stack, (uint32_t)lid);
+}
+
+static void test_tcp_syncookies__forged_ack_to_listener__is_reset(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 94, 3), ca;
+	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 94);
+
+	/* a connection whose SYN B never sees: A's first ACK-bearing segment is a forgery */
+	ca = sock_open(&p->a.stack, SOCK_T_TCP);
+	assert_int_equal(sock_connect(&p->a.stack, (uint32_t)ca, &to), -EINPROGRESS);
+	stackpair_run(p, 100 * MS);
+	{
+		int cb = sock_accept(&p->b.stack, (uint32_t)lid, NULL);
+		assert_true(cb >= 0);
+		/* drop B's end silently, so A's next segment meets only the listener */
+		p->b.stack.socks[cb].tcp.tflags |= TCP_F_ORPHAN;
+		tcp_drop(&p->b.stack, (uint32_t)cb, 0);
+	}
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)ca, "x", 1, 0, NULL), 1);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_syncookies_failed"), 1);
+	assert_int_equal(p->a.stack.socks[ca].state, TCPS_CLOSED);
+	sock_close(&p->a.stack, (uint32_t)ca);
+	sock_close(&p->b.stack, (uint32_t)lid);
+}
+
+static void test_tcp_time_wait__socket_table_full__oldest_time_wait_is_reused(void **state)
+{
+	struct stackpair_opts o = {.n_socks = 6};
+	struct stackpair *p = stackpair_create(&o);
+	int lid, ca, cb, extra;
+
+	stackpair_destroy(*state);
+	*state = p;
+	lid = listener(&p->b.stack, 95, 8);
+	/* A closes first each time, so A keeps the TIME_WAITs: 6 of them fill its table */
+	for (int i = 0; i < 6; i++) {
+		connect_pair(p, lid, 95, &ca, &cb);
+		sock_close(&p->a.stack, (uint32_t)ca);
+		stackpair_run(p, 100 * MS);
+		sock_close(&p->b.stack, (uint32_t)cb);
+		stackpair_run(p, 100 * MS);
+		stackpair_step(p, 1 * S);
+	}
+	assert_int_equal(stat_of(&p->a.stack, "tcp_time_wait_reused"), 0);
+	extra = sock_open(&p->a.stack, SOCK_T_UDP);
+	assert_true(extra >= 0);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_time_wait_reused"), 1);
+	sock_close(&p->a.stack, (uint32_t)extra);
+	stackpair_step(p, 61 * S);
+	stackpair_step(p, 0);
+	sock_close(&p->b.stack, (uint32_t)lid);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, pair_setup, pair_teardown)
@@ -531,6 +635,9 @@ int main(void)
 	    cmocka_unit_test(test_tcp_sack__same_seeded_loss__fewer_retransmissions_than_newreno),
 	    cmocka_unit_test(test_tcp__bulk_64mib_each_way__completes_at_0_1_5_and_10_percent_loss),
 	    T(test_tcp__ten_thousand_connections__open_exchange_and_close),
+	    T(test_tcp_syncookies__syn_queue_full__connections_still_complete),
+	    T(test_tcp_syncookies__forged_ack_to_listener__is_reset),
+	    T(test_tcp_time_wait__socket_table_full__oldest_time_wait_is_reused),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
