@@ -353,7 +353,7 @@ ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int f
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
-	uint32_t before = tcp_rcv_window(s, so);
+	uint32_t before;
 	uint8_t *p = buf;
 	size_t done = 0;
 	uint32_t off = t->rxq_off;
@@ -376,6 +376,7 @@ ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int f
 	    rxq_ready(so) < len && !(t->tflags & TCP_F_PEER_FIN) && !so->so_error &&
 	    (so->rxq_bufs + 1) * (uint64_t)ONR_PKT_BUF_SIZE < so->rcvbuf)
 		return -EAGAIN;
+	before = tcp_rcv_window(s, so); /* only now: an empty read should cost nothing */
 	for (uint32_t h = so->rxq_head; h != ONR_PKT_NIL && done < len;) {
 		struct onr_pkt_meta *m = pkt_meta(s->pool, h);
 		size_t n = m->frame_len - off < len - done ? m->frame_len - off : len - done;
