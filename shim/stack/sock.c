@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -571,4 +572,71 @@ int sock_wait(struct stack *s, uint32_t id, unsigned events, int64_t timeout_ns,
 		if (rc)
 			return rc;
 	}
+}
+
+static struct stack_sock *sock_get_tcp(struct stack *s, uint32_t id, int *err)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	*err = !so ? -EBADF : so->type != SOCK_T_TCP ? -EOPNOTSUPP : 0;
+	return *err ? NULL : so;
+}
+
+int sock_set_congestion(struct stack *s, uint32_t id, const char *name)
+{
+	int err;
+	struct stack_sock *so = sock_get_tcp(s, id, &err);
+
+	if (!so)
+		return err;
+	if (strcmp(name, "cubic") == 0)
+		so->tcp.cc = ONR_TCP_CC_CUBIC;
+	else if (strcmp(name, "reno") == 0 || strcmp(name, "newreno") == 0)
+		so->tcp.cc = ONR_TCP_CC_NEWRENO;
+	else
+		return -ENOENT;
+	/* a new algorithm starts its own growth curve from the current window */
+	so->tcp.cubic_epoch_ns = 0;
+	return 0;
+}
+
+int sock_get_congestion(struct stack *s, uint32_t id, char *buf, size_t len)
+{
+	int err;
+	struct stack_sock *so = sock_get_tcp(s, id, &err);
+
+	if (!so)
+		return err;
+	if (len == 0)
+		return -EINVAL;
+	snprintf(buf, len, "%s", so->tcp.cc == ONR_TCP_CC_CUBIC ? "cubic" : "reno");
+	return 0;
+}
+
+int sock_set_linger(struct stack *s, uint32_t id, int onoff, int seconds)
+{
+	int err;
+	struct stack_sock *so = sock_get_tcp(s, id, &err);
+
+	if (!so)
+		return err;
+	if (onoff)
+		so->tcp.tflags |= TCP_F_LINGER;
+	else
+		so->tcp.tflags &= (uint16_t)~TCP_F_LINGER;
+	/* Linux clamps to MAX_SCHEDULE_TIMEOUT; a 16-bit field of seconds is 18 hours */
+	so->tcp.linger_s = (uint16_t)(seconds < 0 ? 0 : seconds > 65535 ? 65535 : seconds);
+	return 0;
+}
+
+int sock_get_linger(struct stack *s, uint32_t id, int *onoff, int *seconds)
+{
+	int err;
+	struct stack_sock *so = sock_get_tcp(s, id, &err);
+
+	if (!so)
+		return err;
+	*onoff = !!(so->tcp.tflags & TCP_F_LINGER);
+	*seconds = so->tcp.linger_s;
+	return 0;
 }

@@ -79,6 +79,15 @@ int sock_getpeer(struct stack *s, uint32_t id, struct sock_addr *a);
 int sock_setopt(struct stack *s, uint32_t id, int level, int name, int value);
 int sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value);
 
+/* TCP_CONGESTION: "cubic" (the default, EF_TCP_CC) or "reno" (NewReno; "newreno" is
+ * accepted too). -ENOENT for another name, as Linux; -EOPNOTSUPP for UDP. */
+int sock_set_congestion(struct stack *s, uint32_t id, const char *name);
+/* The name in force, NUL-terminated, into buf (at most len bytes). */
+int sock_get_congestion(struct stack *s, uint32_t id, char *buf, size_t len);
+/* SO_LINGER {onoff, seconds}: with onoff and 0 seconds, close aborts with a reset. */
+int sock_set_linger(struct stack *s, uint32_t id, int onoff, int seconds);
+int sock_get_linger(struct stack *s, uint32_t id, int *onoff, int *seconds);
+
 /* Errors arriving from below (ICMP, ARP) for sockets talking to `addr`. */
 void sock_error_host(struct stack *s, uint32_t addr_be32, int err);
 void sock_path_mtu(struct stack *s, uint32_t addr_be32, uint16_t mtu);

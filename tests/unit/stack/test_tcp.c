@@ -304,8 +304,7 @@ static void test_tcp__linger_zero__closes_with_rst_and_no_time_wait(void **state
 	char buf[8];
 
 	connect_pair(p, lid, 86, &ca, &cb);
-	p->a.stack.socks[ca].tcp.tflags |= TCP_F_LINGER; /* SO_LINGER {1, 0} */
-	p->a.stack.socks[ca].tcp.linger_s = 0;
+	assert_int_equal(sock_set_linger(&p->a.stack, (uint32_t)ca, 1, 0), 0);
 	assert_int_equal(sock_close(&p->a.stack, (uint32_t)ca), 0);
 	assert_int_equal(p->a.stack.socks[ca].type, SOCK_T_FREE);
 	stackpair_run(p, 100 * MS);
@@ -617,6 +616,29 @@ static void test_tcp_time_wait__socket_table_full__oldest_time_wait_is_reused(vo
 	sock_close(&p->b.stack, (uint32_t)lid);
 }
 
+static void test_tcp_congestion__per_socket_choice__is_set_read_and_validated(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 96, 8), ca, cb, u = sock_open(&p->a.stack, SOCK_T_UDP);
+	char name[16];
+
+	connect_pair(p, lid, 96, &ca, &cb);
+	/* EF_TCP_CC's default is CUBIC, as Linux's */
+	assert_int_equal(sock_get_congestion(&p->a.stack, (uint32_t)ca, name, sizeof(name)), 0);
+	assert_string_equal(name, "cubic");
+	assert_int_equal(sock_set_congestion(&p->a.stack, (uint32_t)ca, "reno"), 0);
+	assert_int_equal(sock_get_congestion(&p->a.stack, (uint32_t)ca, name, sizeof(name)), 0);
+	assert_string_equal(name, "reno");
+	assert_int_equal(sock_set_congestion(&p->a.stack, (uint32_t)ca, "bbr"), -ENOENT);
+	assert_int_equal(sock_set_congestion(&p->a.stack, (uint32_t)u, "cubic"), -EOPNOTSUPP);
+	/* a transfer under NewReno with loss still completes */
+	p->end_a.faults = (struct loop_faults){.loss_pct = 3};
+	transfer(p, &p->a.stack, ca, &p->b.stack, cb, 1u << 20, 120 * S);
+	p->end_a.faults = (struct loop_faults){0};
+	sock_close(&p->a.stack, (uint32_t)u);
+	close_both(p, ca, cb, lid);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, pair_setup, pair_teardown)
@@ -638,6 +660,7 @@ int main(void)
 	    T(test_tcp_syncookies__syn_queue_full__connections_still_complete),
 	    T(test_tcp_syncookies__forged_ack_to_listener__is_reset),
 	    T(test_tcp_time_wait__socket_table_full__oldest_time_wait_is_reused),
+	    T(test_tcp_congestion__per_socket_choice__is_set_read_and_validated),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
