@@ -30,10 +30,10 @@ void tcp_sock_init(struct stack *s, struct stack_sock *so)
 	t->mss = TCP_MSS_FALLBACK;
 }
 
-void tcp_free_buffers(struct stack *s, struct stack_sock *so)
+/* Give back what the connection holds to send and out of order (the received data stays
+ * for the application to read). */
+static void tcp_free_send_and_ooo(struct stack *s, struct tcp_cb *t)
 {
-	struct tcp_cb *t = &so->tcp;
-
 	while (t->sndq_head != ONR_PKT_NIL) {
 		uint32_t h = t->sndq_head;
 		t->sndq_head = pkt_meta(s->pool, h)->queue_next;
@@ -45,7 +45,12 @@ void tcp_free_buffers(struct stack *s, struct stack_sock *so)
 		pkt_pool_put(s->pool, h);
 	}
 	t->sndq_tail = t->snd_cursor = ONR_PKT_NIL;
-	t->sndq_bufs = t->sndq_bytes = t->ooo_bufs = 0;
+	t->sndq_bufs = t->sndq_bytes = t->ooo_bufs = t->sacked_bytes = 0;
+}
+
+void tcp_free_buffers(struct stack *s, struct stack_sock *so)
+{
+	tcp_free_send_and_ooo(s, &so->tcp);
 	sock_rxq_purge(s, so);
 }
 
@@ -110,18 +115,7 @@ void tcp_enter_time_wait(struct stack *s, uint32_t id)
 
 	so->state = TCPS_TIME_WAIT;
 	/* nothing can be sent any more: the send side's buffers go back now */
-	while (t->sndq_head != ONR_PKT_NIL) {
-		uint32_t h = t->sndq_head;
-		t->sndq_head = pkt_meta(s->pool, h)->queue_next;
-		pkt_pool_put(s->pool, h);
-	}
-	while (t->ooo_head != ONR_PKT_NIL) {
-		uint32_t h = t->ooo_head;
-		t->ooo_head = pkt_meta(s->pool, h)->queue_next;
-		pkt_pool_put(s->pool, h);
-	}
-	t->sndq_tail = t->snd_cursor = ONR_PKT_NIL;
-	t->sndq_bufs = t->sndq_bytes = t->ooo_bufs = 0;
+	tcp_free_send_and_ooo(s, t);
 	t->rto_at = t->persist_at = t->keepalive_at = 0;
 	t->tw_at = stack_clock_now(s->clock) + TCP_TIME_WAIT_NS;
 }
