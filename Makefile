@@ -106,6 +106,7 @@ JSONC_LIBS  = $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 JSONC_CFLAGS = $(shell pkg-config --cflags json-c 2>/dev/null)
 TESTLIB := $(call obj,tests/lib/pool_assert.c)
 STACKPAIR := $(call obj,tests/lib/stackpair.c)
+FRAMES := $(call obj,tests/lib/frames.c)
 
 $(B)/tests/unit/env/test_params: $(call obj,tests/unit/env/test_params.c) $(LIB_ENV)
 $(B)/tests/unit/pkt/test_pool: $(call obj,tests/unit/pkt/test_pool.c) $(TESTLIB) $(LIB_PKT)
@@ -116,11 +117,11 @@ $(B)/tests/unit/stack/test_region: $(call obj,tests/unit/stack/test_region.c) $(
 $(B)/tests/unit/stack/test_udp: $(call obj,tests/unit/stack/test_udp.c) $(STACKPAIR) \
 	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_ipv4: $(call obj,tests/unit/stack/test_ipv4.c) $(STACKPAIR) \
-	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+	$(FRAMES) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_tcp: $(call obj,tests/unit/stack/test_tcp.c) $(STACKPAIR) \
 	$(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_tcp_features: $(call obj,tests/unit/stack/test_tcp_features.c) \
-	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+	$(STACKPAIR) $(FRAMES) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_tcp_pressure: $(call obj,tests/unit/stack/test_tcp_pressure.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_sock_wait: $(call obj,tests/unit/stack/test_sock_wait.c) \

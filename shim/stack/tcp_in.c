@@ -909,6 +909,8 @@ static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
 			uint32_t keep = tcp_seq_gt(wnd_end, seg->seq) ? wnd_end - seg->seq : 0;
 			fin = false;
 			if (!keep) {
+				/* nothing of it fits the window we offered */
+				STACK_STAT_INC(s, tcp_rx_out_of_window);
 				t->tflags |= TCP_F_ACK_NOW;
 				return;
 			}

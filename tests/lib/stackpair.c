@@ -138,7 +138,19 @@ struct sock_addr stackpair_addr(uint32_t host_addr, uint16_t port)
 	return (struct sock_addr){.addr_be32 = htonl(host_addr), .port_be16 = htons(port)};
 }
 
-uint64_t stat_of(const struct stack *s, const char *name)
+int stackpair_setup(void **state)
+{
+	*state = stackpair_create(NULL);
+	return 0;
+}
+
+int stackpair_teardown(void **state)
+{
+	stackpair_destroy(*state);
+	return 0;
+}
+
+const uint64_t *stat_ptr(const struct stack *s, const char *name)
 {
 	static const char *const names[] = {
 #define ONR_STAT(n, doc) #n,
@@ -149,7 +161,24 @@ uint64_t stat_of(const struct stack *s, const char *name)
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcmp(names[i], name) == 0)
-			return v[i];
+			return v + i;
 	fail_msg("no counter named %s", name);
-	return 0;
+	return NULL;
+}
+
+uint64_t stat_of(const struct stack *s, const char *name)
+{
+	const uint64_t *v = stat_ptr(s, name);
+
+	return v ? *v : 0;
+}
+
+int udp_bound(struct stack *s, uint32_t addr, uint16_t port)
+{
+	int id = sock_open(s, SOCK_T_UDP);
+	struct sock_addr a = stackpair_addr(addr, port);
+
+	assert_true(id >= 0);
+	assert_int_equal(sock_bind(s, (uint32_t)id, &a), 0);
+	return id;
 }

@@ -53,8 +53,16 @@ void stackpair_step(struct stackpair *p, uint64_t ns);
 /* Close both stacks, check both pools full (fails the test otherwise), free everything. */
 void stackpair_destroy(struct stackpair *p);
 
+/* cmocka fixtures for a test on a default pair: *state is the pair. */
+int stackpair_setup(void **state);
+int stackpair_teardown(void **state);
+
 /* Helpers for the common case. */
 struct sock_addr stackpair_addr(uint32_t host_addr, uint16_t port);
 uint64_t stat_of(const struct stack *s, const char *name);
+/* A counter of a stack, to read as it changes; fails the test for an unknown name. */
+const uint64_t *stat_ptr(const struct stack *s, const char *name);
+/* A UDP socket of s bound to addr:port (host order; 0 for any); fails the test on error. */
+int udp_bound(struct stack *s, uint32_t addr, uint16_t port);
 
 #endif

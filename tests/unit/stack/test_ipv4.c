@@ -1,9 +1,9 @@
 /*
  * tests/unit/stack/test_ipv4.c — Ethernet, ARP, IPv4 and ICMP between two stacks over the
  * loop link on virtual time. Frames the stacks would never send (malformed headers, martian
- * sources, fragments) are built here and handed to a stack as its link would hand them: in
- * an RX buffer of its own pool. Each drop is checked under its own counter and no other, and
- * every test ends with both pools full.
+ * sources, fragments) are built here and with tests/lib/frames, and handed to a stack as its
+ * link would hand them: in an RX buffer of its own pool. Each drop is checked under its own
+ * counter and no other, and every test ends with both pools full.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,76 +16,14 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "frames.h"
 #include "stackpair.h"
 
 #define MS 1000000ull
 
 #define ADDR_NOBODY 0xc612004du /* 198.18.0.77: on-link, owned by no one */
 
-static int pair_setup(void **state)
-{
-	*state = stackpair_create(NULL);
-	return 0;
-}
-
-static int pair_teardown(void **state)
-{
-	stackpair_destroy(*state);
-	return 0;
-}
-
 /* ---- building frames ------------------------------------------------------------------- */
-
-struct frame {
-	uint8_t b[ONR_PKT_BUF_SIZE];
-	size_t len;
-};
-
-static const uint8_t mac_broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-
-static void frame_eth(struct frame *f, const uint8_t dst[6], const uint8_t src[6], uint16_t type)
-{
-	struct eth_hdr *eh = (struct eth_hdr *)f->b;
-
-	memset(f, 0, sizeof(*f));
-	memcpy(eh->dst, dst, 6);
-	memcpy(eh->src, src, 6);
-	eh->type_be16 = htons(type);
-	f->len = ETH_HDR_LEN;
-}
-
-static struct ipv4_hdr *frame_ip(struct frame *f)
-{
-	return (struct ipv4_hdr *)(f->b + ETH_HDR_LEN);
-}
-
-/* Recompute the header checksum after changing a field. */
-static void ip_seal(struct ipv4_hdr *ip)
-{
-	ip->csum_be16 = 0;
-	ip->csum_be16 = htons(csum_fold(csum_add(0, ip, (ip->ver_ihl & 0xfu) * 4)));
-}
-
-/* An IPv4 packet from one side to the other, `n` bytes of payload; returns its header. */
-static struct ipv4_hdr *frame_ipv4(struct frame *f, const struct stackpair_side *from,
-				   const struct stackpair_side *to, uint8_t proto,
-				   const void *payload, size_t n)
-{
-	struct ipv4_hdr *ip = frame_ip(f);
-
-	frame_eth(f, to->stack.mac, from->stack.mac, ETH_TYPE_IPV4);
-	ip->ver_ihl = 0x45;
-	ip->len_be16 = htons((uint16_t)(IPV4_HDR_MIN_LEN + n));
-	ip->id_be16 = htons(0x1234);
-	ip->ttl = 64;
-	ip->proto = proto;
-	ip->src_be32 = from->stack.addr_be32;
-	ip->dst_be32 = to->stack.addr_be32;
-	memcpy(ip + 1, payload, n);
-	ip_seal(ip);
-	f->len = ETH_HDR_LEN + IPV4_HDR_MIN_LEN + n;
-	return ip;
-}
 
 /* Put n bytes (a multiple of 4) of IP options between the header and the payload of f. */
 static void frame_ip_options(struct frame *f, const uint8_t *opts, size_t n)
@@ -158,49 +96,7 @@ static size_t icmp_message(uint8_t *out, uint8_t type, uint8_t code, uint16_t a,
 	return ICMP_HDR_LEN + n;
 }
 
-/* An ARP packet from A (as sender) to the Ethernet destination `dst`. */
-static struct arp_ipv4 *frame_arp(struct frame *f, const struct stackpair *p, const uint8_t dst[6],
-				  uint16_t op, uint32_t tpa_be32)
-{
-	struct arp_ipv4 *a = (struct arp_ipv4 *)(f->b + ETH_HDR_LEN);
-
-	frame_eth(f, dst, p->a.stack.mac, ETH_TYPE_ARP);
-	a->htype_be16 = htons(1);
-	a->ptype_be16 = htons(ETH_TYPE_IPV4);
-	a->hlen = 6;
-	a->plen = 4;
-	a->op_be16 = htons(op);
-	memcpy(a->sha, p->a.stack.mac, 6);
-	a->spa_be32 = p->a.stack.addr_be32;
-	a->tpa_be32 = tpa_be32;
-	f->len = ETH_HDR_LEN + sizeof(*a);
-	return a;
-}
-
 /* ---- feeding and watching the stacks -------------------------------------------------- */
-
-/* Hand a frame to a stack as its link would: in an RX_RING buffer of its own pool. */
-static void inject(struct stackpair_side *sd, const struct frame *f)
-{
-	uint32_t id;
-
-	assert_int_equal(pkt_pool_get(&sd->pool, ONR_PKT_RX_RING, &id), 0);
-	memcpy(pkt_data(&sd->pool, id), f->b, f->len);
-	pkt_meta(&sd->pool, id)->len = (uint16_t)f->len;
-	pkt_meta(&sd->pool, id)->frame_len = (uint32_t)f->len;
-	eth_input(&sd->stack, id);
-	stack_tx_flush(&sd->stack);
-}
-
-/* Buffers of a pool that are not free. */
-static uint32_t pool_held(const struct pkt_pool *pool)
-{
-	uint32_t n = 0;
-
-	for (int o = ONR_PKT_FREE + 1; o < ONR_PKT_OWNER_MAX; o++)
-		n += pool->shm->count[o];
-	return n;
-}
 
 /* Advance virtual time by ns, then poll both stacks (their timers run if due). */
 static void wait_then_poll(struct stackpair *p, uint64_t ns)
@@ -214,47 +110,6 @@ static void run_for(struct stackpair *p, uint64_t ns)
 {
 	for (uint64_t t = 0; t < ns; t += 10 * MS)
 		stackpair_step(p, 10 * MS);
-}
-
-/* Every counter, with its documentation: a drop counter is one whose doc says "dropped". */
-static const struct {
-	const char *name, *doc;
-} counters[] = {
-#define ONR_STAT(n, doc) {#n, doc},
-#include "stats.def"
-#undef ONR_STAT
-};
-#define N_COUNTERS (sizeof(counters) / sizeof(counters[0]))
-
-static bool counter_is_drop(size_t i)
-{
-	return strcasestr(counters[i].doc, "dropped") != NULL;
-}
-
-/* Feed f to B: it must be dropped, counted under `counter` and no other drop counter, its
- * buffer given back, and nothing sent in answer. */
-static void assert_dropped_as(struct stackpair *p, const struct frame *f, const char *counter)
-{
-	uint64_t before[N_COUNTERS];
-	uint32_t held = pool_held(&p->b.pool);
-	uint64_t sent = p->b.stats.link_tx;
-	bool known = false;
-
-	for (size_t i = 0; i < N_COUNTERS; i++) {
-		before[i] = stat_of(&p->b.stack, counters[i].name);
-		known |= counter_is_drop(i) && strcmp(counters[i].name, counter) == 0;
-	}
-	assert_true(known);
-	inject(&p->b, f);
-	for (size_t i = 0; i < N_COUNTERS; i++) {
-		uint64_t want = before[i] + (strcmp(counters[i].name, counter) == 0);
-		uint64_t got = stat_of(&p->b.stack, counters[i].name);
-		if (counter_is_drop(i) && got != want)
-			fail_msg("%s is %llu, expected %llu (dropping as %s)", counters[i].name,
-				 (unsigned long long)got, (unsigned long long)want, counter);
-	}
-	assert_int_equal(pool_held(&p->b.pool), held);
-	assert_int_equal(p->b.stats.link_tx, sent);
 }
 
 /* A copy of every frame one end puts on the wire, taken as its link's tx_burst is called. */
@@ -304,16 +159,6 @@ static const struct frame *tap_find(uint16_t type, uint8_t proto)
 			return f;
 	}
 	return NULL;
-}
-
-static int udp_bound(struct stack *s, uint32_t addr, uint16_t port)
-{
-	int id = sock_open(s, SOCK_T_UDP);
-	struct sock_addr a = stackpair_addr(addr, port);
-
-	assert_true(id >= 0);
-	assert_int_equal(sock_bind(s, (uint32_t)id, &a), 0);
-	return id;
 }
 
 static int udp_connected(struct stack *s, uint32_t addr, uint16_t port)
@@ -383,7 +228,7 @@ static void test_arp__request_for_our_address__is_answered_and_the_asker_learnt(
 	char buf[8];
 
 	tap_attach(&p->end_b);
-	frame_arp(&f, p, mac_broadcast, 1, p->b.stack.addr_be32);
+	frame_arp(&f, &p->a, mac_broadcast, 1, p->b.stack.addr_be32);
 	inject(&p->b, &f);
 	stackpair_run(p, 100 * MS);
 	assert_int_equal(stat_of(&p->b.stack, "arp_rx"), 1);
@@ -413,7 +258,7 @@ static void test_arp__request_for_another_address__is_neither_answered_nor_learn
 	int tx = udp_bound(&p->b.stack, 0, 0);
 	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_A, 7000);
 
-	frame_arp(&f, p, mac_broadcast, 1, htonl(ADDR_NOBODY));
+	frame_arp(&f, &p->a, mac_broadcast, 1, htonl(ADDR_NOBODY));
 	inject(&p->b, &f);
 	assert_int_equal(stat_of(&p->b.stack, "arp_rx_not_for_us"), 1);
 	assert_int_equal(stat_of(&p->b.stack, "arp_tx_reply"), 0);
@@ -573,25 +418,25 @@ static void test_arp__malformed_packets__are_dropped_as_arp_rx_bad(void **state)
 	uint32_t b = p->b.stack.addr_be32;
 	struct frame f;
 
-	frame_arp(&f, p, mac_broadcast, 1, b);
+	frame_arp(&f, &p->a, mac_broadcast, 1, b);
 	f.len -= 1; /* short */
 	assert_dropped_as(p, &f, "arp_rx_bad");
-	frame_arp(&f, p, mac_broadcast, 1, b)->htype_be16 = htons(6);
+	frame_arp(&f, &p->a, mac_broadcast, 1, b)->htype_be16 = htons(6);
 	assert_dropped_as(p, &f, "arp_rx_bad");
-	frame_arp(&f, p, mac_broadcast, 1, b)->ptype_be16 = htons(0x86dd);
+	frame_arp(&f, &p->a, mac_broadcast, 1, b)->ptype_be16 = htons(0x86dd);
 	assert_dropped_as(p, &f, "arp_rx_bad");
-	frame_arp(&f, p, mac_broadcast, 1, b)->hlen = 8;
+	frame_arp(&f, &p->a, mac_broadcast, 1, b)->hlen = 8;
 	assert_dropped_as(p, &f, "arp_rx_bad");
-	frame_arp(&f, p, mac_broadcast, 1, b)->plen = 16;
+	frame_arp(&f, &p->a, mac_broadcast, 1, b)->plen = 16;
 	assert_dropped_as(p, &f, "arp_rx_bad");
-	frame_arp(&f, p, mac_broadcast, 3, b); /* RARP request */
+	frame_arp(&f, &p->a, mac_broadcast, 3, b); /* RARP request */
 	assert_dropped_as(p, &f, "arp_rx_bad");
-	frame_arp(&f, p, mac_broadcast, 1, b)->sha[0] = 0x01; /* multicast sender */
+	frame_arp(&f, &p->a, mac_broadcast, 1, b)->sha[0] = 0x01; /* multicast sender */
 	assert_dropped_as(p, &f, "arp_rx_bad");
 	assert_int_equal(stat_of(&p->b.stack, "arp_rx"), 7);
 	assert_int_equal(stat_of(&p->b.stack, "arp_tx_reply"), 0);
 	/* and a well-formed one is answered */
-	frame_arp(&f, p, mac_broadcast, 1, b);
+	frame_arp(&f, &p->a, mac_broadcast, 1, b);
 	inject(&p->b, &f);
 	assert_int_equal(stat_of(&p->b.stack, "arp_tx_reply"), 1);
 	stackpair_run(p, 100 * MS);
@@ -1137,7 +982,7 @@ static void test_ipv4_reasm__more_datagrams_than_slots__drops_the_extra(void **s
 	sock_close(&p->b.stack, (uint32_t)rx);
 }
 
-#define PAIR_TEST(f) cmocka_unit_test_setup_teardown(f, pair_setup, pair_teardown)
+#define PAIR_TEST(f) cmocka_unit_test_setup_teardown(f, stackpair_setup, stackpair_teardown)
 
 int main(void)
 {

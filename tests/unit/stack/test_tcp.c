@@ -23,18 +23,6 @@
 #define MS 1000000ull
 #define S  1000000000ull
 
-static int pair_setup(void **state)
-{
-	*state = stackpair_create(NULL);
-	return 0;
-}
-
-static int pair_teardown(void **state)
-{
-	stackpair_destroy(*state);
-	return 0;
-}
-
 static int listener(struct stack *s, uint16_t port, int backlog)
 {
 	int id = sock_open(s, SOCK_T_TCP);
@@ -641,7 +629,7 @@ static void test_tcp_congestion__per_socket_choice__is_set_read_and_validated(vo
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, pair_setup, pair_teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, stackpair_setup, stackpair_teardown)
 	const struct CMUnitTest tests[] = {
 	    T(test_tcp__handshake_data_and_close__walk_the_rfc_states),
 	    T(test_tcp__simultaneous_close__both_reach_time_wait),

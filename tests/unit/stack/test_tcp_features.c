@@ -20,13 +20,13 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "frames.h"
 #include "stackpair.h"
 #include "tcp.h"
 
 #define MS   1000000ull
 #define S    1000000000ull
 #define TICK (10 * MS) /* the stack's timer granularity; loops below step by it */
-
 
 /* ---- the wire tap: every TCP segment an end sends, with the virtual time ------------------ */
 
@@ -170,60 +170,12 @@ static int pair_teardown(void **state)
 	return 0;
 }
 
-static const struct {
-	const char *name, *doc;
-} counters[] = {
-#define ONR_STAT(n, doc) {#n, doc},
-#include "stats.def"
-#undef ONR_STAT
-};
-#define N_COUNTERS (sizeof(counters) / sizeof(counters[0]))
-
-/* A counter of a stack, to read as it changes. */
-static const uint64_t *stat_ptr(const struct stack *s, const char *name)
-{
-	for (size_t i = 0; i < N_COUNTERS; i++)
-		if (strcmp(counters[i].name, name) == 0)
-			return (const uint64_t *)s->stats + i;
-	fail_msg("no counter named %s", name);
-	return NULL;
-}
-
 static uint64_t now_ns(const struct stackpair *p)
 {
 	return p->clock.virt_ns;
 }
 
 /* ---- frames the stacks would not send, handed to B as its link would ---------------------- */
-
-struct frame {
-	uint8_t b[ONR_PKT_BUF_SIZE];
-	size_t len;
-};
-
-/* An IPv4 packet from one side to the other with `n` bytes of payload. */
-static void frame_ipv4(struct frame *f, const struct stackpair_side *from,
-		       const struct stackpair_side *to, uint8_t proto, const void *payload,
-		       size_t n)
-{
-	struct eth_hdr *eh = (struct eth_hdr *)f->b;
-	struct ipv4_hdr *ip = (struct ipv4_hdr *)(f->b + ETH_HDR_LEN);
-
-	memset(f, 0, sizeof(*f));
-	memcpy(eh->dst, to->stack.mac, 6);
-	memcpy(eh->src, from->stack.mac, 6);
-	eh->type_be16 = htons(ETH_TYPE_IPV4);
-	ip->ver_ihl = 0x45;
-	ip->len_be16 = htons((uint16_t)(IPV4_HDR_MIN_LEN + n));
-	ip->id_be16 = htons(0x1234);
-	ip->ttl = 64;
-	ip->proto = proto;
-	ip->src_be32 = from->stack.addr_be32;
-	ip->dst_be32 = to->stack.addr_be32;
-	memcpy(ip + 1, payload, n);
-	ip->csum_be16 = htons(csum_fold(csum_add(0, ip, IPV4_HDR_MIN_LEN)));
-	f->len = ETH_HDR_LEN + IPV4_HDR_MIN_LEN + n;
-}
 
 /* A TCP segment from A's `sport` to B's `dport`: header, `optlen` bytes of options (a
  * multiple of 4), payload; checksummed unless `bad_csum`. */
@@ -265,83 +217,14 @@ static void frame_tcp(struct frame *f, const struct stackpair *p, const struct s
 	frame_ipv4(f, &p->a, &p->b, IPPROTO_TCP_, seg, len);
 }
 
-/* Hand a frame to a stack as its link would: in an RX_RING buffer of its own pool. */
-static void inject(struct stackpair_side *sd, const struct frame *f)
-{
-	uint32_t id;
-
-	assert_int_equal(pkt_pool_get(&sd->pool, ONR_PKT_RX_RING, &id), 0);
-	memcpy(pkt_data(&sd->pool, id), f->b, f->len);
-	pkt_meta(&sd->pool, id)->len = (uint16_t)f->len;
-	pkt_meta(&sd->pool, id)->frame_len = (uint32_t)f->len;
-	eth_input(&sd->stack, id);
-	stack_tx_flush(&sd->stack);
-}
-
 /* B announces its address to A (a gratuitous ARP): A's neighbour entry stays fresh, as it
  * would behind a firewall that drops only TCP. */
 static void arp_announce_b(struct stackpair *p)
 {
-	static const uint8_t broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 	struct frame f;
-	struct eth_hdr *eh = (struct eth_hdr *)f.b;
-	struct arp_ipv4 *a = (struct arp_ipv4 *)(f.b + ETH_HDR_LEN);
 
-	memset(&f, 0, sizeof(f));
-	memcpy(eh->dst, broadcast, 6);
-	memcpy(eh->src, p->b.stack.mac, 6);
-	eh->type_be16 = htons(ETH_TYPE_ARP);
-	a->htype_be16 = htons(1);
-	a->ptype_be16 = htons(ETH_TYPE_IPV4);
-	a->hlen = 6;
-	a->plen = 4;
-	a->op_be16 = htons(1);
-	memcpy(a->sha, p->b.stack.mac, 6);
-	a->spa_be32 = p->b.stack.addr_be32;
-	a->tpa_be32 = p->b.stack.addr_be32;
-	f.len = ETH_HDR_LEN + sizeof(*a);
+	frame_arp(&f, &p->b, mac_broadcast, 1, p->b.stack.addr_be32);
 	inject(&p->a, &f);
-}
-
-/* Buffers of a pool that are not free. */
-static uint32_t pool_held(const struct pkt_pool *pool)
-{
-	uint32_t n = 0;
-
-	for (int o = ONR_PKT_FREE + 1; o < ONR_PKT_OWNER_MAX; o++)
-		n += pool->shm->count[o];
-	return n;
-}
-
-static bool counter_is_drop(size_t i)
-{
-	return strcasestr(counters[i].doc, "dropped") != NULL;
-}
-
-/* Feed f to B: it must be dropped, counted under `counter` and no other drop counter, its
- * buffer given back, and nothing sent in answer. */
-static void assert_dropped_as(struct stackpair *p, const struct frame *f, const char *counter)
-{
-	uint64_t before[N_COUNTERS];
-	uint32_t held = pool_held(&p->b.pool);
-	uint64_t sent = p->b.stats.link_tx;
-	bool known = false;
-
-	for (size_t i = 0; i < N_COUNTERS; i++) {
-		before[i] = stat_of(&p->b.stack, counters[i].name);
-		known |= counter_is_drop(i) && strcmp(counters[i].name, counter) == 0;
-	}
-	assert_true(known);
-	inject(&p->b, f);
-	for (size_t i = 0; i < N_COUNTERS; i++) {
-		uint64_t want = before[i] + (strcmp(counters[i].name, counter) == 0);
-		uint64_t got = stat_of(&p->b.stack, counters[i].name);
-		if (counter_is_drop(i) && got != want)
-			fail_msg("%s is %llu, expected %llu (dropping as %s)", counters[i].name,
-				 (unsigned long long)got, (unsigned long long)want, counter);
-	}
-	assert_int_equal(pool_held(&p->b.pool), held);
-	assert_int_equal(p->b.stats.link_tx, sent);
 }
 
 /* ---- time ------------------------------------------------------------------------------- */

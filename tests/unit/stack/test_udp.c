@@ -18,28 +18,6 @@
 
 #define MS 1000000ull
 
-static int pair_setup(void **state)
-{
-	*state = stackpair_create(NULL);
-	return 0;
-}
-
-static int pair_teardown(void **state)
-{
-	stackpair_destroy(*state);
-	return 0;
-}
-
-static int udp_bound(struct stack *s, uint32_t addr, uint16_t port)
-{
-	int id = sock_open(s, SOCK_T_UDP);
-	struct sock_addr a = stackpair_addr(addr, port);
-
-	assert_true(id >= 0);
-	assert_int_equal(sock_bind(s, (uint32_t)id, &a), 0);
-	return id;
-}
-
 static void test_udp__datagram__crosses_after_arp_and_names_its_sender(void **state)
 {
 	struct stackpair *p = *state;
@@ -230,23 +208,23 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
-		test_udp__datagram__crosses_after_arp_and_names_its_sender, pair_setup,
-		pair_teardown),
-	    cmocka_unit_test_setup_teardown(test_udp__peek_and_trunc__behave_as_linux, pair_setup,
-					    pair_teardown),
+		test_udp__datagram__crosses_after_arp_and_names_its_sender, stackpair_setup,
+		stackpair_teardown),
+	    cmocka_unit_test_setup_teardown(test_udp__peek_and_trunc__behave_as_linux,
+					    stackpair_setup, stackpair_teardown),
 	    cmocka_unit_test_setup_teardown(
-		test_udp__connected_to_closed_port__send_fails_with_econnrefused, pair_setup,
-		pair_teardown),
-	    cmocka_unit_test_setup_teardown(test_udp__bind_errors__are_linux_errnos, pair_setup,
-					    pair_teardown),
+		test_udp__connected_to_closed_port__send_fails_with_econnrefused, stackpair_setup,
+		stackpair_teardown),
+	    cmocka_unit_test_setup_teardown(test_udp__bind_errors__are_linux_errnos,
+					    stackpair_setup, stackpair_teardown),
 	    cmocka_unit_test_setup_teardown(
-		test_udp__flood_beyond_rcvbuf__is_dropped_and_counted_not_queued, pair_setup,
-		pair_teardown),
+		test_udp__flood_beyond_rcvbuf__is_dropped_and_counted_not_queued, stackpair_setup,
+		stackpair_teardown),
 	    cmocka_unit_test_setup_teardown(test_udp__jumbo_datagram__crosses_as_a_chain,
-					    pair_setup, pair_teardown),
+					    stackpair_setup, stackpair_teardown),
 	    cmocka_unit_test_setup_teardown(
-		test_udp__lossy_reordering_wire__delivers_intact_datagrams_only, pair_setup,
-		pair_teardown),
+		test_udp__lossy_reordering_wire__delivers_intact_datagrams_only, stackpair_setup,
+		stackpair_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
