@@ -110,6 +110,21 @@ static void sock_unhash(struct stack *s, uint32_t id)
 		*link = *port_next(s, id);
 }
 
+void sock_rxq_enqueue(struct stack *s, uint32_t id, uint32_t head, unsigned nbufs)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct onr_pkt_meta *m = pkt_meta(s->pool, head);
+
+	m->queue_next = ONR_PKT_NIL;
+	m->sock_id = id;
+	if (so->rxq_tail == ONR_PKT_NIL)
+		so->rxq_head = head;
+	else
+		pkt_meta(s->pool, so->rxq_tail)->queue_next = head;
+	so->rxq_tail = head;
+	so->rxq_bufs += nbufs;
+}
+
 void sock_rxq_purge(struct stack *s, struct stack_sock *so)
 {
 	while (so->rxq_head != ONR_PKT_NIL) {

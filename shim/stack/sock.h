@@ -100,6 +100,8 @@ int sock_alloc(struct stack *s, int type);
 void sock_free(struct stack *s, uint32_t id);
 void sock_port_add(struct stack *s, uint32_t id);
 int sock_autobind(struct stack *s, uint32_t id);
+/* Append a received frame of nbufs buffers to the socket's receive queue. */
+void sock_rxq_enqueue(struct stack *s, uint32_t id, uint32_t head, unsigned nbufs);
 void sock_rxq_purge(struct stack *s, struct stack_sock *so);
 ssize_t udp_output(struct stack *s, uint32_t id, const void *buf, size_t len,
 		   const struct sock_addr *to);

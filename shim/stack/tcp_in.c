@@ -214,14 +214,7 @@ static void rxq_append(struct stack *s, uint32_t id, uint32_t head)
 			return;
 		}
 	}
-	m->queue_next = ONR_PKT_NIL;
-	m->sock_id = id;
-	if (so->rxq_tail == ONR_PKT_NIL)
-		so->rxq_head = head;
-	else
-		pkt_meta(s->pool, so->rxq_tail)->queue_next = head;
-	so->rxq_tail = head;
-	so->rxq_bufs += pkt_chain_count(s->pool, head);
+	sock_rxq_enqueue(s, id, head, pkt_chain_count(s->pool, head));
 }
 
 static uint32_t ooo_free_head(struct stack *s, struct stack_sock *so)

@@ -527,6 +527,11 @@ unsigned tcp_sock_events(struct stack *s, uint32_t id)
 	return ev;
 }
 
+static void tcp_flag_set(struct tcp_cb *t, uint16_t flag, int on)
+{
+	t->tflags = (uint16_t)(on ? t->tflags | flag : t->tflags & ~flag);
+}
+
 int tcp_sock_setopt(struct stack *s, uint32_t id, int level, int name, int value)
 {
 	struct stack_sock *so = &s->socks[id];
@@ -535,16 +540,10 @@ int tcp_sock_setopt(struct stack *s, uint32_t id, int level, int name, int value
 	if (level == SOL_SOCKET) {
 		switch (name) {
 		case SO_KEEPALIVE:
-			if (value)
-				t->tflags |= TCP_F_KEEPALIVE;
-			else
-				t->tflags &= (uint16_t)~TCP_F_KEEPALIVE;
+			tcp_flag_set(t, TCP_F_KEEPALIVE, value);
 			return 0;
 		case SO_REUSEADDR:
-			if (value)
-				t->tflags |= TCP_F_REUSEADDR;
-			else
-				t->tflags &= (uint16_t)~TCP_F_REUSEADDR;
+			tcp_flag_set(t, TCP_F_REUSEADDR, value);
 			return 0;
 		default:
 			return -ENOPROTOOPT;
@@ -554,10 +553,7 @@ int tcp_sock_setopt(struct stack *s, uint32_t id, int level, int name, int value
 		return -ENOPROTOOPT;
 	switch (name) {
 	case TCP_NODELAY:
-		if (value)
-			t->tflags |= TCP_F_NODELAY;
-		else
-			t->tflags &= (uint16_t)~TCP_F_NODELAY;
+		tcp_flag_set(t, TCP_F_NODELAY, value);
 		tcp_output(s, id);
 		return 0;
 	case TCP_CORK:
@@ -569,10 +565,7 @@ int tcp_sock_setopt(struct stack *s, uint32_t id, int level, int name, int value
 		}
 		return 0;
 	case TCP_QUICKACK:
-		if (value)
-			t->tflags |= TCP_F_QUICKACK;
-		else
-			t->tflags &= (uint16_t)~TCP_F_QUICKACK;
+		tcp_flag_set(t, TCP_F_QUICKACK, value);
 		return 0;
 	case TCP_KEEPIDLE:
 	case TCP_KEEPINTVL:

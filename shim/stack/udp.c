@@ -88,14 +88,7 @@ void udp_input(struct stack *s, uint32_t head, const struct ipv4_hdr *ip)
 	m->user = ip->src_be32;
 	pkt_pull(s->pool, head, UDP_HDR_LEN);
 	m->frame_len = len - UDP_HDR_LEN;
-	m->queue_next = ONR_PKT_NIL;
-	m->sock_id = id;
-	if (so->rxq_tail == ONR_PKT_NIL)
-		so->rxq_head = head;
-	else
-		pkt_meta(s->pool, so->rxq_tail)->queue_next = head;
-	so->rxq_tail = head;
-	so->rxq_bufs += nbufs;
+	sock_rxq_enqueue(s, id, head, nbufs);
 	so->rxq_bytes += m->frame_len;
 	so->rx_bytes += m->frame_len;
 	sock_wake(s, id);

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,4 +182,47 @@ int udp_bound(struct stack *s, uint32_t addr, uint16_t port)
 	assert_true(id >= 0);
 	assert_int_equal(sock_bind(s, (uint32_t)id, &a), 0);
 	return id;
+}
+
+uint8_t pattern_byte(size_t i)
+{
+	return (uint8_t)(i * 131 + (i >> 13));
+}
+
+size_t send_pattern(struct stack *s, int id, size_t from, size_t n)
+{
+	static uint8_t out[65536];
+	size_t done = 0;
+
+	while (done < n) {
+		size_t k = n - done < sizeof(out) ? n - done : sizeof(out);
+		ssize_t r;
+		for (size_t i = 0; i < k; i++)
+			out[i] = pattern_byte(from + done + i);
+		r = sock_send(s, (uint32_t)id, out, k, 0, NULL);
+		if (r == -EAGAIN)
+			break;
+		assert_true(r > 0);
+		done += (size_t)r;
+		if ((size_t)r < k)
+			break;
+	}
+	return done;
+}
+
+size_t recv_pattern(struct stack *s, int id, size_t from)
+{
+	static uint8_t in[65536];
+	size_t got = 0;
+
+	for (;;) {
+		ssize_t r = sock_recv(s, (uint32_t)id, in, sizeof(in), 0, NULL);
+		if (r == -EAGAIN || r == 0)
+			return got;
+		assert_true(r > 0);
+		for (ssize_t i = 0; i < r; i++)
+			if (in[i] != pattern_byte(from + got + (size_t)i))
+				fail_msg("byte %zu differs", from + got + (size_t)i);
+		got += (size_t)r;
+	}
 }

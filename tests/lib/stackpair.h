@@ -65,4 +65,12 @@ const uint64_t *stat_ptr(const struct stack *s, const char *name);
 /* A UDP socket of s bound to addr:port (host order; 0 for any); fails the test on error. */
 int udp_bound(struct stack *s, uint32_t addr, uint16_t port);
 
+/* A test stream's bytes: byte i of every stream is pattern_byte(i). */
+uint8_t pattern_byte(size_t i);
+/* Send up to n bytes of the pattern from offset `from`; returns what the socket took. */
+size_t send_pattern(struct stack *s, int id, size_t from, size_t n);
+/* Read what is ready, failing the test on a byte that differs from the pattern at `from`;
+ * returns the bytes read. */
+size_t recv_pattern(struct stack *s, int id, size_t from);
+
 #endif

@@ -335,51 +335,6 @@ static uint32_t full_seg(const struct stackpair *p, int ca)
 	return tcp_payload_mss(&p->a.stack.socks[ca].tcp);
 }
 
-static uint8_t pattern_byte(size_t i)
-{
-	return (uint8_t)(i * 131 + (i >> 13));
-}
-
-/* Send `n` bytes of the pattern from offset `from`; returns what the socket took. */
-static size_t send_pattern(struct stack *s, int id, size_t from, size_t n)
-{
-	static uint8_t out[65536];
-	size_t done = 0;
-
-	while (done < n) {
-		size_t k = n - done < sizeof(out) ? n - done : sizeof(out);
-		ssize_t r;
-		for (size_t i = 0; i < k; i++)
-			out[i] = pattern_byte(from + done + i);
-		r = sock_send(s, (uint32_t)id, out, k, 0, NULL);
-		if (r == -EAGAIN)
-			break;
-		assert_true(r > 0);
-		done += (size_t)r;
-		if ((size_t)r < k)
-			break;
-	}
-	return done;
-}
-
-/* Read what is ready and check it against the pattern from offset `from`; returns bytes. */
-static size_t recv_pattern(struct stack *s, int id, size_t from)
-{
-	static uint8_t in[65536];
-	size_t got = 0;
-
-	for (;;) {
-		ssize_t r = sock_recv(s, (uint32_t)id, in, sizeof(in), 0, NULL);
-		if (r == -EAGAIN || r == 0)
-			return got;
-		assert_true(r > 0);
-		for (ssize_t i = 0; i < r; i++)
-			if (in[i] != pattern_byte(from + got + (size_t)i))
-				fail_msg("byte %zu differs", from + got + (size_t)i);
-		got += (size_t)r;
-	}
-}
-
 /* Send and receive `total` bytes of the pattern, starting at `sent` bytes already sent and
  * `got` already read, until all are read or max_ns passed. */
 static void finish_transfer(struct stackpair *p, struct stack *ss, int src, struct stack *ds,
