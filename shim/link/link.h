@@ -26,8 +26,16 @@ struct link_ops {
 	unsigned (*rx_burst)(struct link *l, uint32_t *heads, unsigned n);
 	/* Send frames; returns how many the link took (the rest stay with the caller). */
 	unsigned (*tx_burst)(struct link *l, const uint32_t *heads, unsigned n);
-	/* Give back every buffer the link holds. */
+	/* Give back every buffer the link holds and release what the link opened. */
 	void (*close)(struct link *l);
+	/*
+	 * Optional (NULL when the link sees every frame anyway): the stack owns a flow, so the
+	 * link must deliver its frames to the stack (xdp: an entry in the steering map), and no
+	 * longer. proto is IPPROTO_TCP or IPPROTO_UDP; addresses and ports in network order.
+	 * Returns 0 or -errno.
+	 */
+	int (*flow_add)(struct link *l, uint8_t proto, uint32_t laddr_be32, uint16_t lport_be16);
+	int (*flow_del)(struct link *l, uint8_t proto, uint32_t laddr_be32, uint16_t lport_be16);
 };
 
 struct link {
@@ -37,6 +45,8 @@ struct link {
 	uint8_t mac[6];
 	uint16_t mtu;	    /* IP MTU, bytes */
 	uint32_t rx_target; /* buffers to keep posted (EF_RXQ_SIZE) */
+	int wait_fd;	    /* readable when frames may be waiting (poll(2) it to sleep); -1: none */
+	char mode[24];	    /* how the link does its I/O, shown by stackdump ("io_uring", ...) */
 };
 
 #endif

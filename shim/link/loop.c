@@ -274,7 +274,9 @@ static int loop_end_init(struct loop_end *e, struct pkt_pool *pool, struct onr_s
 				.stats = stats,
 				.mac = {0x02, 0, 0, 0, 0, mac_last},
 				.mtu = mtu,
-				.rx_target = rx_target};
+				.rx_target = rx_target,
+				.wait_fd = -1,
+				.mode = "simulated"};
 	e->clock = clock;
 	e->rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
 	e->posted_cap = rx_target;
