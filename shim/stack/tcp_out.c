@@ -29,10 +29,17 @@ uint32_t tcp_rcv_window(const struct stack *s, const struct stack_sock *so)
 {
 	const struct tcp_cb *t = &so->tcp;
 	uint32_t limit = so->rcvbuf / ONR_PKT_BUF_SIZE, used = so->rxq_bufs + t->ooo_bufs;
-	uint64_t wnd = used < limit ? (uint64_t)(limit - used) * rx_bytes_per_buf(so) : 0;
+	uint32_t bufs = used < limit ? limit - used : 0;
+	/* What the receive path can still queue while keeping the link's ring full: past that
+	 * the pool is under pressure, and a window that invited more would invite drops. Every
+	 * socket is offered the whole room, so many senders together can still overcommit it;
+	 * the pressure rules (drop payload, keep ACK/RST/FIN) cover that case. */
+	const struct onr_pool_shm *ps = s->pool->shm;
+	uint32_t posted = ps->count[ONR_PKT_RX_RING] + pkt_pool_rx_available(s->pool);
+	uint32_t pool_bufs = posted > ps->rx_ring_target ? posted - ps->rx_ring_target : 0;
+	uint64_t wnd = (uint64_t)(bufs < pool_bufs ? bufs : pool_bufs) * rx_bytes_per_buf(so);
 	uint32_t edge = t->rcv_adv - t->rcv_nxt, max = 65535u << t->rcv_wscale;
 
-	(void)s;
 	if (so->state == TCPS_SYN_SENT || so->state == TCPS_LISTEN)
 		return wnd > 65535 ? 65535 : (uint32_t)wnd;
 	if (wnd > max)
