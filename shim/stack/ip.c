@@ -385,38 +385,89 @@ uint32_t ip_route(const struct stack *s, uint32_t dst_be32)
 	return s->gw_be32;
 }
 
-int ip_output(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32, uint8_t proto,
-	      bool df)
+static void ip_header(struct stack *s, struct ipv4_hdr *ip, uint32_t len, uint16_t id,
+		      uint16_t frag, uint8_t proto, uint32_t src_be32, uint32_t dst_be32)
 {
-	uint32_t len = pkt_meta(s->pool, head)->frame_len + IPV4_HDR_MIN_LEN;
-	uint32_t nexthop = ip_route(s, dst_be32);
-	struct ipv4_hdr *ip;
-
-	if (!nexthop) {
-		STACK_STAT_INC(s, ip_tx_no_route);
-		pkt_pool_put(s->pool, head);
-		return -EHOSTUNREACH;
-	}
-	if (len > s->mtu) {
-		/* Outgoing fragmentation is not done: senders keep within the MTU. */
-		(void)df;
-		STACK_STAT_INC(s, ip_tx_too_big);
-		pkt_pool_put(s->pool, head);
-		return -EMSGSIZE;
-	}
-	ip = (struct ipv4_hdr *)pkt_push(s->pool, head, IPV4_HDR_MIN_LEN);
 	ip->ver_ihl = 0x45;
 	ip->tos = 0;
 	ip->len_be16 = htons((uint16_t)len);
-	ip->id_be16 = htons(s->st->ip_id++);
-	ip->frag_be16 = df ? htons(IPV4_DF) : 0;
+	ip->id_be16 = htons(id);
+	ip->frag_be16 = htons(frag);
 	ip->ttl = 64;
 	ip->proto = proto;
 	ip->csum_be16 = 0;
 	ip->src_be32 = src_be32 ? src_be32 : s->addr_be32;
 	ip->dst_be32 = dst_be32;
 	ip->csum_be16 = htons(csum_fold(csum_add(0, ip, IPV4_HDR_MIN_LEN)));
+}
+
+/*
+ * A datagram longer than the MTU, sent as fragments (RFC 791 §3.2). Each fragment is a fresh
+ * TX chain holding a copy of its share of the payload, so that every fragment has headroom
+ * for its own headers whatever the shape of the original chain. Rare enough that the copy
+ * does not matter; a fragment the pool cannot give is -ENOBUFS, and the fragments already
+ * sent are wasted, as with a fragment lost on the wire.
+ */
+static int ip_fragment(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32,
+		       uint8_t proto, uint16_t mtu, uint32_t nexthop)
+{
+	uint32_t total = pkt_meta(s->pool, head)->frame_len;
+	uint32_t per = (uint32_t)(mtu - IPV4_HDR_MIN_LEN) & ~7u;
+	uint16_t id = s->st->ip_id++;
+	int err = 0;
+
+	for (uint32_t off = 0; off < total; off += per) {
+		uint32_t n = total - off < per ? total - off : per, frag;
+		bool last = off + n == total;
+
+		if (stack_tx_chain(s, n, STACK_HEADROOM, &frag) < 0) {
+			err = -ENOBUFS;
+			break;
+		}
+		for (uint32_t b = frag, done = 0; b != ONR_PKT_NIL;
+		     done += pkt_meta(s->pool, b)->len, b = pkt_meta(s->pool, b)->chain_next)
+			pkt_chain_copy_out(s->pool, head, off + done, pkt_data(s->pool, b),
+					   pkt_meta(s->pool, b)->len);
+		ip_header(s, (struct ipv4_hdr *)pkt_push(s->pool, frag, IPV4_HDR_MIN_LEN),
+			  n + IPV4_HDR_MIN_LEN, id, (uint16_t)(off / 8) | (last ? 0 : IPV4_MF), proto,
+			  src_be32, dst_be32);
+		STACK_STAT_INC(s, ip_tx);
+		STACK_STAT_INC(s, ip_tx_fragments);
+		arp_output(s, frag, nexthop);
+	}
+	pkt_pool_put(s->pool, head);
+	return err;
+}
+
+int ip_output_mtu(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32,
+		  uint8_t proto, bool df, uint16_t mtu)
+{
+	uint32_t len = pkt_meta(s->pool, head)->frame_len + IPV4_HDR_MIN_LEN;
+	uint32_t nexthop = ip_route(s, dst_be32);
+
+	if (!nexthop) {
+		STACK_STAT_INC(s, ip_tx_no_route);
+		pkt_pool_put(s->pool, head);
+		return -EHOSTUNREACH;
+	}
+	if (mtu > s->mtu || mtu == 0)
+		mtu = s->mtu;
+	if (len > mtu) {
+		if (!df)
+			return ip_fragment(s, head, src_be32, dst_be32, proto, mtu, nexthop);
+		STACK_STAT_INC(s, ip_tx_too_big);
+		pkt_pool_put(s->pool, head);
+		return -EMSGSIZE;
+	}
+	ip_header(s, (struct ipv4_hdr *)pkt_push(s->pool, head, IPV4_HDR_MIN_LEN), len,
+		  s->st->ip_id++, df ? IPV4_DF : 0, proto, src_be32, dst_be32);
 	STACK_STAT_INC(s, ip_tx);
 	arp_output(s, head, nexthop);
 	return 0;
+}
+
+int ip_output(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32, uint8_t proto,
+	      bool df)
+{
+	return ip_output_mtu(s, head, src_be32, dst_be32, proto, df, s->mtu);
 }

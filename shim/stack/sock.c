@@ -423,6 +423,17 @@ int sock_setopt(struct stack *s, uint32_t id, int level, int name, int value)
 
 	if (!so)
 		return -EBADF;
+	if (so->type == SOCK_T_UDP && level == IPPROTO_IP && name == IP_MTU_DISCOVER) {
+		if (value < IP_PMTUDISC_DONT || value > IP_PMTUDISC_OMIT)
+			return -EINVAL;
+		so->flags &= (uint8_t)~(SOCK_F_PMTU_DO | SOCK_F_PMTU_DONT);
+		if (value == IP_PMTUDISC_DO || value == IP_PMTUDISC_PROBE ||
+		    value == IP_PMTUDISC_INTERFACE)
+			so->flags |= SOCK_F_PMTU_DO;
+		else if (value == IP_PMTUDISC_DONT)
+			so->flags |= SOCK_F_PMTU_DONT;
+		return 0;
+	}
 	if (level != SOL_SOCKET ||
 	    (so->type == SOCK_T_TCP && name != SO_RCVBUF && name != SO_SNDBUF))
 		return so->type == SOCK_T_TCP ? tcp_sock_setopt(s, id, level, name, value)
@@ -448,6 +459,12 @@ int sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value)
 	if (so->type == SOCK_T_TCP && (level != SOL_SOCKET || name == SO_KEEPALIVE ||
 				       name == SO_REUSEADDR || name == SO_ACCEPTCONN))
 		return tcp_sock_getopt(s, id, level, name, value);
+	if (level == IPPROTO_IP && name == IP_MTU_DISCOVER) {
+		*value = (so->flags & SOCK_F_PMTU_DO)	 ? IP_PMTUDISC_DO
+			 : (so->flags & SOCK_F_PMTU_DONT) ? IP_PMTUDISC_DONT
+							  : IP_PMTUDISC_WANT;
+		return 0;
+	}
 	if (level != SOL_SOCKET)
 		return -ENOPROTOOPT;
 	switch (name) {

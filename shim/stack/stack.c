@@ -117,6 +117,19 @@ void stack_tx_flush(struct stack *s)
 	s->n_txq -= sent;
 }
 
+int stack_tx_chain(struct stack *s, uint32_t len, uint16_t headroom, uint32_t *head)
+{
+	struct onr_pkt_meta *m;
+
+	if (pkt_pool_get_chain(s->pool, ONR_PKT_TX_QUEUED, len + headroom, head) < 0)
+		return -ENOBUFS;
+	m = pkt_meta(s->pool, *head);
+	m->off = headroom;
+	m->len = (uint16_t)(m->len - headroom);
+	m->frame_len = len;
+	return 0;
+}
+
 void stack_tx_frame(struct stack *s, uint32_t head)
 {
 	if (s->n_txq == STACK_TX_BATCH) {

@@ -103,6 +103,8 @@ struct stack_sock {
 #define SOCK_F_BOUND	 0x01
 #define SOCK_F_CONNECTED 0x02
 #define SOCK_F_NONBLOCK	 0x04
+#define SOCK_F_PMTU_DO	 0x08 /* UDP IP_MTU_DISCOVER DO, PROBE, INTERFACE: never fragment */
+#define SOCK_F_PMTU_DONT 0x10 /* UDP IP_MTU_DISCOVER DONT: never set DF */
 
 struct stack_state {
 	struct arp_entry arp[ARP_TABLE_SIZE];
@@ -166,6 +168,12 @@ void stack_set_addr(struct stack *s, uint32_t addr_be32, unsigned prefix, uint32
  */
 unsigned stack_poll(struct stack *s);
 
+/*
+ * A chain of TX buffers (owner TX_QUEUED) with room for `len` bytes after `headroom` bytes
+ * in the first buffer; each buffer's len is set to what it holds. 0 or -ENOBUFS.
+ */
+int stack_tx_chain(struct stack *s, uint32_t len, uint16_t headroom, uint32_t *head);
+
 /* Queue a finished Ethernet frame (owner TX_RING) for the link; flushed by stack_poll. */
 void stack_tx_frame(struct stack *s, uint32_t head);
 void stack_tx_flush(struct stack *s);
@@ -184,11 +192,14 @@ void arp_flush(struct stack *s);
 void ip_input(struct stack *s, uint32_t head);
 /*
  * Send `head` (data starting at the transport header, owner TX_QUEUED or TX_RING) as IPv4.
- * Takes the frame in all cases. Returns 0, or -EHOSTUNREACH (no route), -EMSGSIZE (DF and
- * bigger than the MTU), -ENOBUFS.
+ * Takes the frame in all cases. Bigger than the MTU: fragments without DF, -EMSGSIZE with.
+ * Returns 0, or -EHOSTUNREACH (no route), -EMSGSIZE, -ENOBUFS (no buffer for a fragment).
  */
 int ip_output(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32, uint8_t proto,
 	      bool df);
+/* The same against a path MTU below the link's (0: the link's). */
+int ip_output_mtu(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32,
+		  uint8_t proto, bool df, uint16_t mtu);
 void ip_timers(struct stack *s, uint64_t now);
 void ip_flush(struct stack *s);
 /* The route's next hop for dst (dst itself when on-link), or 0: no route. */

@@ -125,36 +125,18 @@ ssize_t udp_output(struct stack *s, uint32_t id, const void *buf, size_t len,
 	struct udp_hdr *uh;
 	int err;
 
+	bool fits = total + IPV4_HDR_MIN_LEN <= mtu;
+
 	if (len > 65507)
 		return -EMSGSIZE;
-	if (total + IPV4_HDR_MIN_LEN > mtu)
-		return -EMSGSIZE; /* outgoing fragmentation is not done */
+	/* IP_PMTUDISC_DO refuses what does not fit; WANT (Linux's default) and DONT fragment */
+	if (!fits && (so->flags & SOCK_F_PMTU_DO))
+		return -EMSGSIZE;
 	if (!ip_route(s, to->addr_be32))
 		return -ENETUNREACH;
-	err = pkt_pool_get(s->pool, ONR_PKT_TX_QUEUED, &head);
-	if (err < 0)
+	if (stack_tx_chain(s, (uint32_t)len, STACK_HEADROOM + UDP_HDR_LEN, &head) < 0)
 		return -EAGAIN;
-	/* one buffer holds the largest datagram that fits a 1500 MTU; bigger MTUs chain */
-	if (STACK_HEADROOM + total > ONR_PKT_BUF_SIZE) {
-		uint32_t tail;
-		uint32_t first = ONR_PKT_BUF_SIZE - STACK_HEADROOM - UDP_HDR_LEN;
-		if (pkt_pool_get_chain(s->pool, ONR_PKT_TX_QUEUED, (uint32_t)len - first, &tail) <
-		    0) {
-			pkt_pool_put(s->pool, head);
-			return -EAGAIN;
-		}
-		pkt_meta(s->pool, head)->off = STACK_HEADROOM + UDP_HDR_LEN;
-		memcpy(pkt_data(s->pool, head), buf, first);
-		pkt_meta(s->pool, head)->len = (uint16_t)first;
-		pkt_meta(s->pool, head)->frame_len = first;
-		pkt_chain_copy_in(s->pool, tail, (const uint8_t *)buf + first, len - first);
-		pkt_chain_append(s->pool, head, tail);
-	} else {
-		pkt_meta(s->pool, head)->off = STACK_HEADROOM + UDP_HDR_LEN;
-		memcpy(pkt_data(s->pool, head), buf, len);
-		pkt_meta(s->pool, head)->len = (uint16_t)len;
-		pkt_meta(s->pool, head)->frame_len = (uint32_t)len;
-	}
+	pkt_chain_copy_in(s->pool, head, buf, len);
 	uh = (struct udp_hdr *)pkt_push(s->pool, head, UDP_HDR_LEN);
 	uh->sport_be16 = so->lport_be16;
 	uh->dport_be16 = to->port_be16;
@@ -166,7 +148,9 @@ ssize_t udp_output(struct stack *s, uint32_t id, const void *buf, size_t len,
 		    ip_chain_csum(s, head, 0, total,
 				  csum_pseudo(src, to->addr_be32, IPPROTO_UDP_, (uint16_t)total)));
 		uh->csum_be16 = htons(c ? c : 0xffff); /* 0 means "no checksum" (RFC 768) */
-		err = ip_output(s, head, src, to->addr_be32, IPPROTO_UDP_, false);
+		/* as Linux: DF on what fits the path, unless IP_PMTUDISC_DONT */
+		err = ip_output_mtu(s, head, src, to->addr_be32, IPPROTO_UDP_,
+				    fits && !(so->flags & SOCK_F_PMTU_DONT), mtu);
 	}
 	if (err < 0)
 		return err;

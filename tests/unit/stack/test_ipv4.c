@@ -784,13 +784,76 @@ static void test_icmp__frag_needed__lowers_a_connected_sockets_path_mtu(void **s
 	inject(&p->a, &f);
 	assert_int_equal(stat_of(&p->a.stack, "icmp_rx_frag_needed"), 1);
 	assert_int_equal(sock_get(&p->a.stack, (uint32_t)tx)->path_mtu, 1000);
+	/* as Linux (IP_PMTUDISC_WANT): one byte more than the path takes goes as two fragments */
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, big, 1000 - 28 + 1, 0, NULL),
+			 1000 - 28 + 1);
+	assert_int_equal(stat_of(&p->a.stack, "ip_tx_fragments"), 2);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, big, 1000 - 28, 0, NULL), 1000 - 28);
+	assert_int_equal(stat_of(&p->a.stack, "ip_tx_fragments"), 2);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, in, sizeof(in), 0, NULL),
+			 1000 - 28 + 1);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, in, sizeof(in), 0, NULL), 1000 - 28);
+	/* IP_PMTUDISC_DO: what does not fit the path is refused */
+	assert_int_equal(sock_setopt(&p->a.stack, (uint32_t)tx, IPPROTO_IP, IP_MTU_DISCOVER,
+				     IP_PMTUDISC_DO),
+			 0);
 	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, big, 1000 - 28 + 1, 0, NULL),
 			 -EMSGSIZE);
-	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, big, 1000 - 28, 0, NULL), 1000 - 28);
-	stackpair_run(p, 100 * MS);
-	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, in, sizeof(in), 0, NULL), 1000 - 28);
 	/* not an error for the socket to report */
 	assert_int_equal(sock_events(&p->a.stack, (uint32_t)tx) & SOCK_EV_ERR, 0);
+	sock_close(&p->a.stack, (uint32_t)tx);
+	sock_close(&p->b.stack, (uint32_t)rx);
+}
+
+/* ---- IPv4 fragmentation on output ----------------------------------------------------- */
+
+static void test_udp_tx__bigger_than_the_mtu__fragmented_and_reassembled_exact(void **state)
+{
+	struct stackpair *p = *state;
+	int rx = udp_bound(&p->b.stack, 0, 7010);
+	int tx = udp_bound(&p->a.stack, 0, 0);
+	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 7010);
+	static uint8_t out[65507], in[65507];
+	int v = -1;
+
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i * 13 + 5);
+	assert_int_equal(sock_getopt(&p->a.stack, (uint32_t)tx, IPPROTO_IP, IP_MTU_DISCOVER, &v),
+			 0);
+	assert_int_equal(v, IP_PMTUDISC_WANT);
+	/* 4000 bytes of payload and 8 of header over 1480-byte fragments: 3 of them */
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, out, 4000, 0, &to), 4000);
+	assert_int_equal(stat_of(&p->a.stack, "ip_tx_fragments"), 3);
+	/* the largest datagram IPv4 can carry: 45 fragments */
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, out, sizeof(out), 0, &to),
+			 sizeof(out));
+	assert_int_equal(stat_of(&p->a.stack, "ip_tx_fragments"), 3 + 45);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, out, sizeof(out) + 1, 0, &to),
+			 -EMSGSIZE);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, in, sizeof(in), 0, NULL), 4000);
+	assert_memory_equal(in, out, 4000);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, in, sizeof(in), 0, NULL),
+			 sizeof(out));
+	assert_memory_equal(in, out, sizeof(out));
+	assert_int_equal(stat_of(&p->b.stack, "ip_reasm_ok"), 2);
+	/* IP_PMTUDISC_DO: refused instead of fragmented; IP_PMTUDISC_DONT: fragmented */
+	assert_int_equal(sock_setopt(&p->a.stack, (uint32_t)tx, IPPROTO_IP, IP_MTU_DISCOVER,
+				     IP_PMTUDISC_DO),
+			 0);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, out, 1473, 0, &to), -EMSGSIZE);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, out, 1472, 0, &to), 1472);
+	assert_int_equal(sock_setopt(&p->a.stack, (uint32_t)tx, IPPROTO_IP, IP_MTU_DISCOVER,
+				     IP_PMTUDISC_DONT),
+			 0);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, out, 1473, 0, &to), 1473);
+	assert_int_equal(sock_setopt(&p->a.stack, (uint32_t)tx, IPPROTO_IP, IP_MTU_DISCOVER, 6),
+			 -EINVAL);
+	stackpair_run(p, 100 * MS);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, in, sizeof(in), 0, NULL), 1472);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, in, sizeof(in), 0, NULL), 1473);
+	assert_memory_equal(in, out, 1473);
 	sock_close(&p->a.stack, (uint32_t)tx);
 	sock_close(&p->b.stack, (uint32_t)rx);
 }
@@ -1016,6 +1079,7 @@ int main(void)
 	    PAIR_TEST(test_icmp__echo_request_with_ip_options__is_answered),
 	    PAIR_TEST(test_icmp__bad_checksum__is_dropped_as_icmp_rx_bad),
 	    PAIR_TEST(test_icmp__frag_needed__lowers_a_connected_sockets_path_mtu),
+	    PAIR_TEST(test_udp_tx__bigger_than_the_mtu__fragmented_and_reassembled_exact),
 	    PAIR_TEST(test_ipv4_reasm__fragments_in_order__deliver_the_datagram_byte_exact),
 	    PAIR_TEST(test_ipv4_reasm__fragments_out_of_order__deliver_the_datagram_byte_exact),
 	    PAIR_TEST(test_ipv4_reasm__overlapping_fragment__drops_the_whole_datagram),
