@@ -2,7 +2,9 @@
  * shim/stack/arp.c — ARP for IPv4 over Ethernet (RFC 826): answer requests for our address,
  * learn senders, and resolve next hops for ip_output. Packets for a neighbour still being
  * resolved wait in a bounded queue (ARP_PENDING_MAX, then counted drops); a neighbour that
- * does not answer ARP_TRIES requests fails and its packets are returned to the pool.
+ * does not answer ARP_TRIES requests fails and its packets are returned to the pool. Where
+ * the kernel owns ARP on the link (xdp), the same cache is filled from the kernel's
+ * neighbour table instead (stack->neigh).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -117,6 +119,50 @@ static void arp_resolved(struct stack *s, struct arp_entry *e, const uint8_t mac
 	e->n_pending = 0;
 }
 
+static void arp_fail(struct stack *s, struct arp_entry *e, uint64_t now)
+{
+	STACK_STAT_INC(s, arp_resolve_failed);
+	arp_pending_drop(s, e);
+	e->state = ARP_FAILED;
+	e->expires_ns = now;
+	sock_error_host(s, e->ip_be32, -EHOSTUNREACH);
+}
+
+/*
+ * Find out a neighbour's address: with our own ARP, or, when the kernel owns ARP on the link
+ * (xdp: ARP frames go to the kernel), from the kernel's neighbour table. There a miss asks
+ * the kernel to resolve (NTF_USE) once, then looks again every NEIGH_POLL_NS until the
+ * kernel has an answer or has given up. Returns false when the neighbour failed.
+ */
+static bool arp_ask(struct stack *s, struct arp_entry *e, uint64_t now)
+{
+	uint8_t mac[6];
+	int rc;
+
+	if (!s->neigh.lookup) {
+		arp_request(s, e, now);
+		return true;
+	}
+	rc = s->neigh.lookup(s->neigh.arg, e->ip_be32, mac);
+	if (rc == 0) {
+		arp_resolved(s, e, mac, now);
+		e->expires_ns = now + NEIGH_RECHECK_NS;
+		return true;
+	}
+	if ((rc == -EHOSTUNREACH && e->tries > 0) || e->tries >= NEIGH_TRIES) {
+		arp_fail(s, e, now);
+		return false;
+	}
+	if (e->tries == 0 || rc == -EHOSTUNREACH) {
+		STACK_STAT_INC(s, neigh_resolve_requests);
+		s->neigh.resolve(s->neigh.arg, e->ip_be32);
+	}
+	e->state = e->state == ARP_REACHABLE ? ARP_INCOMPLETE : e->state;
+	e->tries++;
+	e->expires_ns = now + NEIGH_POLL_NS;
+	return true;
+}
+
 void arp_input(struct stack *s, uint32_t head)
 {
 	const struct arp_ipv4 *a = (const struct arp_ipv4 *)pkt_data(s->pool, head);
@@ -173,6 +219,19 @@ void arp_output(struct stack *s, uint32_t head, uint32_t nexthop_be32)
 		e->tries = 0;
 		e->pending_head = e->pending_tail = ONR_PKT_NIL;
 	}
+	if (e->state == ARP_REACHABLE && s->neigh.lookup) {
+		/* the kernel keeps the entry fresh: take its word again, or wait for it */
+		e->tries = 0;
+		if (arp_ask(s, e, now) && e->state == ARP_REACHABLE) {
+			eth_output(s, head, e->mac, ETH_TYPE_IPV4);
+			return;
+		}
+		if (e->state == ARP_FAILED) {
+			STACK_STAT_INC(s, neigh_pending_drops);
+			pkt_pool_put(s->pool, head);
+			return;
+		}
+	}
 	if (e->state == ARP_REACHABLE && e->tries < ARP_TRIES) {
 		/* expired: keep using it while asking it directly (RFC 1122 §2.3.2.1) */
 		eth_output(s, head, e->mac, ETH_TYPE_IPV4);
@@ -199,7 +258,7 @@ void arp_output(struct stack *s, uint32_t head, uint32_t nexthop_be32)
 		pkt_meta(s->pool, e->pending_tail)->queue_next = head;
 	e->pending_tail = head;
 	if (e->n_pending++ == 0 && e->tries == 0)
-		arp_request(s, e, now);
+		arp_ask(s, e, now);
 }
 
 void arp_timers(struct stack *s, uint64_t now)
@@ -209,15 +268,11 @@ void arp_timers(struct stack *s, uint64_t now)
 
 		if (e->state != ARP_INCOMPLETE || now < e->expires_ns)
 			continue;
-		if (e->tries < ARP_TRIES) {
-			arp_request(s, e, now);
+		if (s->neigh.lookup || e->tries < ARP_TRIES) {
+			arp_ask(s, e, now);
 			continue;
 		}
-		STACK_STAT_INC(s, arp_resolve_failed);
-		arp_pending_drop(s, e);
-		e->state = ARP_FAILED;
-		e->expires_ns = now;
-		sock_error_host(s, e->ip_be32, -EHOSTUNREACH);
+		arp_fail(s, e, now);
 	}
 }
 

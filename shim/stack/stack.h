@@ -27,6 +27,9 @@
 #define ARP_REACHABLE_NS      (30ull * 1000000000u)
 #define ARP_RETRY_NS	      (1ull * 1000000000u)
 #define ARP_TRIES	      3
+#define NEIGH_POLL_NS	      (20ull * 1000000u)	 /* kernel neighbour table: look again */
+#define NEIGH_TRIES	      150			 /* looks before giving up (3 s) */
+#define NEIGH_RECHECK_NS      (5ull * 1000000000u) /* a kernel entry is taken for this long */
 #define IP_REASM_SLOTS	      16 /* datagrams being reassembled at once */
 #define IP_REASM_MAX_BUFS     64 /* buffers one datagram may hold while incomplete */
 #define IP_REASM_TIMEOUT_NS   (30ull * 1000000000u) /* RFC 791's suggested 15 s is per hop */
@@ -122,6 +125,16 @@ struct stack_state {
 };
 
 /* ---- the stack handle (process-local) -------------------------------------------------- */
+
+/* Where neighbours come from when the kernel owns ARP on the link (shim/cplane); unset
+ * (lookup NULL): the stack's own ARP. lookup gives 0 with mac, -EAGAIN or -EHOSTUNREACH;
+ * resolve asks the kernel to resolve without waiting. */
+struct stack_neigh_ops {
+	int (*lookup)(void *arg, uint32_t ip_be32, uint8_t mac[6]);
+	int (*resolve)(void *arg, uint32_t ip_be32);
+	void *arg;
+};
+
 struct stack {
 	struct pkt_pool *pool;
 	struct onr_stats *stats;
@@ -136,6 +149,7 @@ struct stack {
 	uint32_t addr_be32, netmask_be32, gw_be32; /* gw 0: none */
 	uint8_t mac[6];
 	uint16_t mtu;
+	struct stack_neigh_ops neigh;
 	uint32_t txq[STACK_TX_BATCH];
 	unsigned n_txq;
 	uint64_t next_timer_ns;

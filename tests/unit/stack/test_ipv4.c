@@ -412,6 +412,90 @@ static void test_arp__pending_queue__is_bounded_and_the_excess_counted(void **st
 	sock_close(&p->a.stack, (uint32_t)tx);
 }
 
+/* A kernel neighbour table, as shim/cplane would report it. */
+struct fake_neigh {
+	uint32_t ip_be32;
+	uint8_t mac[6];
+	int misses;	 /* lookups answered -EAGAIN before the entry appears */
+	int fail;	 /* answer -EHOSTUNREACH (FAILED) once asked to resolve */
+	int lookups, resolves;
+};
+
+static int fake_neigh_lookup(void *arg, uint32_t ip_be32, uint8_t mac[6])
+{
+	struct fake_neigh *n = arg;
+
+	n->lookups++;
+	if (ip_be32 != n->ip_be32)
+		return -EAGAIN;
+	if (n->fail && n->resolves)
+		return -EHOSTUNREACH;
+	if (n->misses > 0) {
+		n->misses--;
+		return -EAGAIN;
+	}
+	memcpy(mac, n->mac, 6);
+	return 0;
+}
+
+static int fake_neigh_resolve(void *arg, uint32_t ip_be32)
+{
+	(void)ip_be32;
+	((struct fake_neigh *)arg)->resolves++;
+	return 0;
+}
+
+static void test_neigh__kernel_table__resolves_without_arp_and_fails_like_arp(void **state)
+{
+	struct stackpair *p = *state;
+	struct fake_neigh n = {.ip_be32 = htonl(STACKPAIR_ADDR_B), .misses = 3};
+	int rx = udp_bound(&p->b.stack, 0, 9);
+	int tx = udp_connected(&p->a.stack, STACKPAIR_ADDR_B, 9);
+	int lost = udp_connected(&p->a.stack, ADDR_NOBODY, 9);
+	char buf[8];
+
+	memcpy(n.mac, p->b.stack.mac, 6);
+	p->a.stack.neigh = (struct stack_neigh_ops){fake_neigh_lookup, fake_neigh_resolve, &n};
+	/* the kernel has no entry yet: it is asked once, and the datagram waits for it */
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, "a", 1, 0, NULL), 1);
+	assert_int_equal(n.resolves, 1);
+	run_for(p, 100 * MS);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, buf, sizeof(buf), 0, NULL), 1);
+	assert_int_equal(n.resolves, 1);
+	assert_int_equal(n.lookups, 4);
+	assert_int_equal(stat_of(&p->a.stack, "neigh_resolve_requests"), 1);
+	assert_int_equal(stat_of(&p->a.stack, "arp_tx_request"), 0);
+	assert_int_equal(stat_of(&p->b.stack, "arp_rx"), 0);
+	/* later datagrams go straight out until the entry is due for a recheck */
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, "b", 1, 0, NULL), 1);
+	assert_int_equal(n.lookups, 4);
+	run_for(p, NEIGH_RECHECK_NS);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)tx, "c", 1, 0, NULL), 1);
+	assert_int_equal(n.lookups, 5);
+	run_for(p, 100 * MS);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, buf, sizeof(buf), 0, NULL), 1);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)rx, buf, sizeof(buf), 0, NULL), 1);
+	/* a next hop the kernel never resolves fails after NEIGH_TRIES looks, as ARP would */
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)lost, "x", 1, 0, NULL), 1);
+	run_for(p, NEIGH_TRIES * NEIGH_POLL_NS + 100 * MS);
+	assert_int_equal(stat_of(&p->a.stack, "arp_resolve_failed"), 1);
+	assert_int_equal(stat_of(&p->a.stack, "arp_pending_drops"), 1);
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)lost, "y", 1, 0, NULL), -EHOSTUNREACH);
+	/* the kernel's FAILED answer fails it at once */
+	n.fail = 1;
+	n.ip_be32 = htonl(ADDR_NOBODY);
+	n.misses = 1000;
+	n.resolves = 0;
+	assert_int_equal(sock_send(&p->a.stack, (uint32_t)lost, "z", 1, 0, NULL), 1);
+	run_for(p, 2 * NEIGH_POLL_NS);
+	assert_int_equal(stat_of(&p->a.stack, "arp_resolve_failed"), 2);
+	assert_int_equal(stat_of(&p->a.stack, "arp_tx_request"), 0);
+	p->a.stack.neigh = (struct stack_neigh_ops){0};
+	sock_close(&p->a.stack, (uint32_t)lost);
+	sock_close(&p->a.stack, (uint32_t)tx);
+	sock_close(&p->b.stack, (uint32_t)rx);
+}
+
 static void test_arp__malformed_packets__are_dropped_as_arp_rx_bad(void **state)
 {
 	struct stackpair *p = *state;
@@ -1060,6 +1144,7 @@ int main(void)
 	    PAIR_TEST(test_arp__neighbour_gone_after_expiry__is_found_unreachable),
 	    PAIR_TEST(test_arp__unresolvable_neighbour__is_asked_arp_tries_times_then_fails),
 	    PAIR_TEST(test_arp__pending_queue__is_bounded_and_the_excess_counted),
+	    PAIR_TEST(test_neigh__kernel_table__resolves_without_arp_and_fails_like_arp),
 	    PAIR_TEST(test_arp__malformed_packets__are_dropped_as_arp_rx_bad),
 	    PAIR_TEST(test_ipv4__packet_shorter_than_a_header__is_dropped_as_ip_rx_short),
 	    PAIR_TEST(test_ipv4__version_6__is_dropped_as_ip_rx_bad_version),
