@@ -23,10 +23,10 @@ endif
 # Debian packages the project needs; `make deps` installs what is missing. libclang-rt-dev
 # holds libFuzzer's runtime, which clang only recommends.
 DEB_PKGS := build-essential pkg-config clang libcmocka-dev libjson-c-dev liburing-dev \
-	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev \
+	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev ethtool iputils-ping \
 	    libclang-rt-dev
 
-INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/link -Ishim/stack -Itests/lib
+INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/link -Ishim/stack -Ishim/cplane -Itests/lib
 CFLAGS	 ?= -O2 -g
 CFLAGS	 += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	    -fPIC -fvisibility=hidden -D_GNU_SOURCE -MMD -MP $(INCLUDES) $(SANFLAGS) $(EXTRA_CFLAGS)
@@ -39,14 +39,24 @@ PKT_SRCS   := shim/pkt/pool.c
 STACK_SRCS := shim/stack/region.c shim/stack/stack.c shim/stack/eth.c shim/stack/arp.c \
 	      shim/stack/ip.c shim/stack/icmp.c shim/stack/udp.c shim/stack/sock.c \
 	      shim/stack/tcp_in.c shim/stack/tcp_out.c shim/stack/tcp_sock.c shim/stack/tcp_timer.c \
-	      shim/stack/tcp_cc.c
+	      shim/stack/tcp_cc.c shim/stack/runtime.c
 LINK_SRCS  := shim/link/loop.c
+LINK_SRCS  += shim/link/tap.c
+LINK_SRCS  += shim/link/xdp.c
+CPLANE_SRCS := shim/cplane/cplane.c
 SDUMP_LIB_SRCS := tools/stackdump/read.c tools/stackdump/dump.c tools/stackdump/json.c
 
 LIB_ENV	  := $(B)/env/libonr_env.a
 LIB_PKT	  := $(B)/shim/pkt/libonr_pkt.a
 LIB_STACK := $(B)/shim/stack/libonr_stack.a
 LIB_LINK  := $(B)/shim/link/libonr_link.a
+# programs that link LIB_LINK need liburing (the tap link)
+URING_LIBS = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
+# ... and libxdp and libbpf (the xdp link)
+XDP_LIBS   = $(shell pkg-config --libs libxdp libbpf 2>/dev/null || echo -lxdp -lbpf)
+LIB_CPLANE := $(B)/shim/cplane/libonr_cplane.a
+NL_CFLAGS  = $(shell pkg-config --cflags libnl-route-3.0 libnl-3.0 2>/dev/null)
+NL_LIBS    = $(shell pkg-config --libs libnl-route-3.0 libnl-3.0 2>/dev/null || echo -lnl-route-3 -lnl-3)
 LIB_SDUMP := $(B)/tools/stackdump/libstackdump.a
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
@@ -56,6 +66,8 @@ STACKDUMP  := $(B)/tools/stackdump/stackdump
 DEMO	   := $(B)/tools/demo/region_demo
 BENCH_POOL := $(B)/tools/bench/bench_pool
 BENCH_TCP  := $(B)/tools/bench/bench_tcp
+BENCH_LINK := $(B)/tools/bench/bench_link
+XFER	   := $(B)/tests/integration/xfer
 
 UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/pkt/test_pool \
@@ -68,9 +80,14 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/stack/test_tcp_features \
 	      $(B)/tests/unit/stack/test_tcp_pressure \
 	      $(B)/tests/unit/tools/test_stackdump
+UNIT_TESTS += $(B)/tests/unit/cplane/test_cplane
+UNIT_TESTS += $(B)/tests/unit/link/test_tap
+UNIT_TESTS += $(B)/tests/unit/link/test_xdp
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_SDUMP) $(STACKDUMP) $(DEMO) $(BENCH_POOL) \
 	$(BENCH_TCP)
+ALL += $(LIB_CPLANE)
+ALL += $(BENCH_LINK) $(XFER)
 
 .PHONY: all check unit docs docs-check demo bench install deps clean format fuzz fuzz-check
 all: $(ALL)
@@ -84,9 +101,22 @@ $(LIB_PKT): $(call obj,$(PKT_SRCS))
 $(LIB_STACK): $(call obj,$(STACK_SRCS))
 $(LIB_LINK): $(call obj,$(LINK_SRCS))
 $(LIB_SDUMP): $(call obj,$(SDUMP_LIB_SRCS))
+$(LIB_CPLANE): $(call obj,$(CPLANE_SRCS))
+$(call obj,$(CPLANE_SRCS)): CFLAGS += $(NL_CFLAGS)
 $(B)/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+
+# The xdp link's steering program, built for the kernel and linked into libonr_link.a as data
+# (_binary_steer_bpf_o_start/_end; ld names them after the file, hence the cd): no file is
+# needed at run time.
+BPF_CFLAGS := -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -Wall -Werror -MMD -MP
+$(B)/shim/link/steer.bpf.o: shim/link/steer.bpf.c
+	@mkdir -p $(dir $@)
+	clang $(BPF_CFLAGS) -c $< -o $@
+$(B)/shim/link/steer_blob.o: $(B)/shim/link/steer.bpf.o
+	cd $(dir $@) && $(LD) -r -b binary -z noexecstack -o steer_blob.o steer.bpf.o
+$(LIB_LINK): $(B)/shim/link/steer_blob.o
 
 $(STACKDUMP): $(call obj,tools/stackdump/main.c) $(LIB_SDUMP) $(LIB_ENV)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -99,6 +129,15 @@ $(BENCH_POOL): $(call obj,tools/bench/bench_pool.c) $(LIB_PKT)
 
 $(BENCH_TCP): $(call obj,tools/bench/bench_tcp.c) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BENCH_TCP): LDLIBS += $(URING_LIBS)
+
+$(BENCH_LINK): $(call obj,tools/bench/bench_link.c) $(call obj,shim/link/tap.c) $(LIB_PKT)
+$(BENCH_LINK): $(call obj,shim/link/xdp.c) $(B)/shim/link/steer_blob.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(URING_LIBS) $(LDLIBS)
+
+$(XFER): $(call obj,tests/integration/xfer.c) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_PKT) \
+	$(LIB_ENV)
+	$(CC) $(LDFLAGS) -o $@ $^ $(URING_LIBS) $(XDP_LIBS) $(NL_LIBS) $(LDLIBS)
 
 # ---- unit tests (cmocka) -------------------------------------------------------------------
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
@@ -129,6 +168,16 @@ $(B)/tests/unit/stack/test_sock_wait: $(call obj,tests/unit/stack/test_sock_wait
 $(B)/tests/unit/tools/test_stackdump: $(call obj,tests/unit/tools/test_stackdump.c) \
 	$(TESTLIB) $(LIB_SDUMP) $(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/tools/test_stackdump.o: CFLAGS += $(JSONC_CFLAGS)
+$(B)/tests/unit/cplane/test_cplane: $(call obj,tests/unit/cplane/test_cplane.c) $(LIB_CPLANE)
+$(B)/tests/unit/cplane/test_cplane: LDLIBS += $(NL_LIBS)
+$(B)/tests/unit/link/test_tap: $(call obj,tests/unit/link/test_tap.c) $(TESTLIB) \
+	$(call obj,shim/link/tap.c) $(LIB_PKT)
+$(filter $(B)/tests/unit/stack/%,$(UNIT_TESTS)) $(B)/tests/unit/link/test_tap: \
+	LDLIBS += $(URING_LIBS)
+$(B)/tests/unit/link/test_xdp: $(call obj,tests/unit/link/test_xdp.c) $(TESTLIB) $(LIB_LINK) \
+	$(LIB_PKT)
+$(filter $(B)/tests/unit/stack/% $(B)/tests/unit/link/%,$(UNIT_TESTS)) $(BENCH_TCP) $(BENCH_LINK): \
+	LDLIBS += $(XDP_LIBS)
 $(UNIT_TESTS):
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(JSONC_LIBS) $(LDLIBS)
@@ -157,7 +206,8 @@ FUZZ_WRAP := -Wl,--wrap=pkt_pool_get,--wrap=pkt_pool_get_burst,--wrap=pkt_pool_g
 	     -Wl,--wrap=pkt_pool_get_chain,--wrap=pkt_pool_put,--wrap=pkt_pool_put_burst
 FUZZ_RX	      := build/fuzz/fuzz_rx
 FUZZ_RX_SRCS  := tests/fuzz/fuzz_rx.c tests/fuzz/pool_poison.c \
-		 $(filter-out shim/stack/region.c,$(STACK_SRCS)) $(LINK_SRCS) $(PKT_SRCS) $(ENV_SRCS)
+		 $(filter-out shim/stack/region.c,$(STACK_SRCS)) $(filter-out shim/link/xdp.c,$(LINK_SRCS)) \
+		 $(PKT_SRCS) $(ENV_SRCS)
 FUZZ_RX_SEEDS := build/fuzz/seeds/rx.stamp
 FUZZ_RX_RUN    = mkdir -p build/fuzz/corpus/rx && $(FUZZ_RX) -max_len=20000 -timeout=10 \
 		 -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/corpus/rx \
@@ -169,6 +219,7 @@ build/fuzz/%.o: %.c
 
 $(FUZZ_RX): $(patsubst %.c,build/fuzz/%.o,$(FUZZ_RX_SRCS))
 	$(FUZZ_CC) $(FUZZ_SAN) $(FUZZ_WRAP) -o $@ $^ $(LDLIBS)
+$(FUZZ_RX): LDLIBS += $(URING_LIBS)
 
 build/fuzz/gen_rx_seeds: tests/fuzz/gen_rx_seeds.c
 	@mkdir -p $(dir $@)
@@ -196,9 +247,10 @@ demo: deps
 	$(MAKE) --no-print-directory all
 	tools/demo/demo.sh $(B)
 
-bench: $(BENCH_POOL) $(BENCH_TCP)
+bench: $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK)
 	$(BENCH_POOL)
 	$(BENCH_TCP)
+	$(BENCH_LINK)
 
 # ---- install -------------------------------------------------------------------------------
 install: all

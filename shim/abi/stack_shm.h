@@ -17,7 +17,7 @@
 
 #define ONR_SHM_MAGIC	 0x31534d4152524f4eULL /* "NORRAMS1" read as bytes */
 #define ONR_ABI_MAJOR	 1
-#define ONR_ABI_MINOR	 0
+#define ONR_ABI_MINOR	 1
 #define ONR_SHM_PREFIX	 "onramp-"
 #define ONR_SHM_DIR	 "/dev/shm"
 #define ONR_NAME_MAX	 32 /* bytes of a stack name, NUL included */
@@ -171,7 +171,9 @@ struct onr_shm_header {
 	struct onr_section pkt_meta; /* struct onr_pkt_meta[pool.max] */
 	struct onr_section socks;    /* struct onr_sock_row[n_socks] */
 	struct onr_section pkt_data; /* pool.max * ONR_PKT_BUF_SIZE, page-aligned */
-	uint8_t reserved[64];
+	struct onr_section stack;    /* the stack's own state (shim/stack/stack.h), opaque here */
+	char link_mode[24];	     /* how the link does its I/O ("io_uring", "native copy") */
+	uint8_t reserved[24];
 	/* The stack lock: process-shared and robust (a holder that dies is recovered). */
 	pthread_mutex_t stack_lock __attribute__((aligned(64)));
 };

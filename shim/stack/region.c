@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "region.h"
+#include "stack.h"
 
 #define CACHELINE 64u
 
@@ -64,6 +65,7 @@ static void layout_compute(struct onr_shm_header *h, const struct onr_config *cf
 	    {&h->pool, sizeof(struct onr_pool_shm)},
 	    {&h->pkt_meta, (uint64_t)cfg->max_packets * sizeof(struct onr_pkt_meta)},
 	    {&h->socks, (uint64_t)cfg->max_endpoints * sizeof(struct onr_sock_row)},
+	    {&h->stack, stack_state_size((uint32_t)cfg->max_endpoints)},
 	};
 
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
@@ -87,6 +89,7 @@ static void handles_set(struct stack_region *r)
 	r->config = at(r, &h->config);
 	r->stats = at(r, &h->stats);
 	r->socks = at(r, &h->socks);
+	r->state = at(r, &h->stack);
 	pkt_pool_attach(&r->pool, at(r, &h->pool), at(r, &h->pkt_meta), at(r, &h->pkt_data),
 			r->stats);
 }

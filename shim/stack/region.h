@@ -26,6 +26,7 @@ struct stack_region {
 	struct onr_config *config;
 	struct onr_stats *stats;
 	struct onr_sock_row *socks;
+	void *state; /* the stack's state section: stack_state_size(n_socks) bytes, zeroed */
 	struct pkt_pool pool;
 	char path[STACK_REGION_PATH_MAX];
 };

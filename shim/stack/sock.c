@@ -92,10 +92,36 @@ static uint32_t *port_next(struct stack *s, uint32_t id)
 	return so->type == SOCK_T_TCP ? &so->tcp.port_next : &so->hash_next;
 }
 
+/* Whether a socket other than `id` holds the same local address and port. */
+static bool flow_shared(struct stack *s, uint32_t id)
+{
+	const struct stack_sock *me = &s->socks[id];
+
+	for (uint32_t o = *port_bucket(s, me, me->lport_be16); o != SOCK_NIL; o = *port_next(s, o))
+		if (o != id && s->socks[o].lport_be16 == me->lport_be16 &&
+		    s->socks[o].laddr_be32 == me->laddr_be32)
+			return true;
+	return false;
+}
+
+/* The link delivers a flow to the stack from the first socket on its local address and port
+ * to the last (xdp: an entry in the steering map; a map update per bind, not per packet). */
+static void flow_steer(struct stack *s, uint32_t id, bool add)
+{
+	const struct stack_sock *so = &s->socks[id];
+	uint8_t proto = so->type == SOCK_T_TCP ? IPPROTO_TCP_ : IPPROTO_UDP_;
+	int (*op)(struct link *, uint8_t, uint32_t, uint16_t) =
+	    add ? s->link->ops->flow_add : s->link->ops->flow_del;
+
+	if (op && !flow_shared(s, id))
+		op(s->link, proto, so->laddr_be32, so->lport_be16);
+}
+
 void sock_port_add(struct stack *s, uint32_t id)
 {
 	uint32_t *head = port_bucket(s, &s->socks[id], s->socks[id].lport_be16);
 
+	flow_steer(s, id, true);
 	*port_next(s, id) = *head;
 	*head = id;
 }
@@ -106,8 +132,10 @@ static void sock_unhash(struct stack *s, uint32_t id)
 
 	while (*link != SOCK_NIL && *link != id)
 		link = port_next(s, *link);
-	if (*link == id)
+	if (*link == id) {
 		*link = *port_next(s, id);
+		flow_steer(s, id, false);
+	}
 }
 
 void sock_rxq_enqueue(struct stack *s, uint32_t id, uint32_t head, unsigned nbufs)

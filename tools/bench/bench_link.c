@@ -457,8 +457,8 @@ int main(void)
 		       rows[i].name, rows[0].name);
 	}
 	printf("  kicks/fr: link_rx_kicks, link_tx_kicks per frame (io_uring enters and submits,\n"
-	       "  plain writes, XDP need_wakeup sendto/recvfrom); the plain reads, one per frame, are\n"
-	       "  the data path, not kicks\n");
+	       "  plain writes, XDP need_wakeup sendto/recvfrom); the plain reads, one per\n"
+	       "  frame, are the data path, not kicks\n");
 	printf("  io-wq worker threads (iou-wrk) seen after the runs: %u\n", workers);
 	if (!pkt_pool_is_full(&pool) || pkt_pool_check(&pool, NULL, 0)) {
 		fprintf(stderr, "bench_link: pool not full after the run\n");

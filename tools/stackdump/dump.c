@@ -125,13 +125,16 @@ static void header_text(struct sdump_out *o, const struct sdump_region *r)
 {
 	const struct onr_shm_header *h = &r->h;
 	char name[ONR_NAME_MAX], link[ONR_IFNAME_MAX], kind[32], t1[48], t2[32], t3[32];
+	char mode[sizeof(h->link_mode) + 1];
 	uint32_t flags = sdump_flags(r);
 
 	link_kind_word(h->link_kind, kind, sizeof(kind));
-	fprintf(o->f, "stack: name=%s pid=%d uid=%u state=%s abi=%u.%u link=%s/%s path=%s\n",
+	text_clean(mode, sizeof(mode), h->link_mode, sizeof(h->link_mode));
+	fprintf(o->f, "stack: name=%s pid=%d uid=%u state=%s abi=%u.%u link=%s/%s%s%s%s path=%s\n",
 		text_clean(name, sizeof(name), h->name, sizeof(h->name)), h->pid, h->uid,
 		r->alive ? "alive" : "dead", h->abi_major, h->abi_minor, kind,
-		text_clean(link, sizeof(link), h->link_name, sizeof(h->link_name)), r->path);
+		text_clean(link, sizeof(link), h->link_name, sizeof(h->link_name)),
+		mode[0] ? " (" : "", mode, mode[0] ? ")" : "", r->path);
 	fprintf(o->f,
 		"stack: created=%s age=%s heartbeat_age=%s lock_recoveries=%u%s\n",
 		created_text(t1, sizeof(t1), h->created_ns),
@@ -160,6 +163,7 @@ static void header_json(struct sdump_out *o, const struct sdump_region *r)
 	sdump_json_obj_begin(&o->j, "link");
 	sdump_json_str(&o->j, "kind", kind);
 	sdump_json_strn(&o->j, "name", h->link_name, sizeof(h->link_name));
+	sdump_json_strn(&o->j, "mode", h->link_mode, sizeof(h->link_mode));
 	sdump_json_obj_end(&o->j);
 	sdump_json_uint(&o->j, "created_ns", h->created_ns);
 	sdump_json_uint(&o->j, "heartbeat_ns", hb);
