@@ -15,10 +15,19 @@
 #include "stack.h"
 #include "tcp_cb.h"
 
-/* Payload bytes per full segment: the MSS less the timestamp option (as Linux). */
+/*
+ * Payload bytes per full segment: the MSS less the options every segment carries now (as
+ * Linux's tcp_current_mss): timestamps, and SACK blocks while out-of-order data waits (at
+ * most 3 blocks beside timestamps, 4 without). A data segment must still fit the MTU with
+ * them: one that did not would be refused by IP (DF) and leave a hole to retransmit.
+ */
 static inline uint32_t tcp_payload_mss(const struct tcp_cb *t)
 {
-	return (t->opts & TCP_OPT_TS) ? t->mss - 12u : t->mss;
+	uint32_t opts = (t->opts & TCP_OPT_TS) ? 12u : 0;
+
+	if ((t->opts & TCP_OPT_SACK) && t->ooo_head != ONR_PKT_NIL)
+		opts += (t->opts & TCP_OPT_TS) ? 28u : 36u;
+	return t->mss > opts + 64 ? t->mss - opts : 64;
 }
 
 static inline bool tcp_seq_lt(uint32_t a, uint32_t b)

@@ -38,6 +38,7 @@ enum tcp_state {
 #define TCP_OOO_MAX_BUFS    256 /* out-of-order segments one connection may hold */
 #define TCP_SMALL_SEGMENT   512 /* payloads this small are copied into the queue's tail */
 #define TCP_PAWS_IDLE_NS    (24ull * 86400 * 1000000000u) /* RFC 7323 §5.5 */
+#define TCP_OOW_ACK_NS	    (500ull * 1000000u) /* Linux tcp_invalid_ratelimit */
 #define TCP_INIT_CWND_SEGS  10				  /* RFC 6928 */
 
 /* Negotiated options. */
@@ -120,6 +121,7 @@ struct tcp_cb {
 	uint32_t ts_recent; /* the peer's latest TSval, echoed in TSecr */
 	uint32_t ts_offset; /* per-connection offset of our TSval clock */
 	uint64_t ts_recent_ns;
+	uint64_t oow_ack_ns; /* last ACK sent for an out-of-window segment */
 	uint32_t demux_next; /* next socket in the same 4-tuple bucket */
 	uint32_t port_next;  /* next TCP socket with the same local port bucket */
 };

@@ -979,9 +979,17 @@ static void tcp_rx_synchronized(struct stack *s, uint32_t id, struct tcp_seg *se
 		goto out;
 	}
 	if (!tcp_seq_is_acceptable(t, seg)) {
+		uint64_t now = stack_clock_now(s->clock);
 		STACK_STAT_INC(s, tcp_rx_out_of_window);
-		if (!(seg->flags & TCP_RST))
+		/* Answered with an ACK, at most one per TCP_OOW_ACK_NS: two ends that each find
+		 * the other's ACKs out of window would otherwise trade ACKs without end (Linux:
+		 * tcp_invalid_ratelimit). */
+		if (!(seg->flags & TCP_RST) && now - t->oow_ack_ns >= TCP_OOW_ACK_NS) {
+			t->oow_ack_ns = now;
 			t->tflags |= TCP_F_ACK_NOW;
+		} else if (!(seg->flags & TCP_RST)) {
+			STACK_STAT_INC(s, tcp_oow_acks_limited);
+		}
 		goto out;
 	}
 	if (seg->flags & TCP_RST) {

@@ -310,7 +310,10 @@ void tcp_send_ack(struct stack *s, uint32_t id)
 {
 	struct tcp_cb *t = &s->socks[id].tcp;
 
-	if (tcp_xmit(s, id, t->snd_nxt, 0, TCP_ACK) == 0)
+	/* After a retransmission timeout snd_nxt goes back to snd_una, which the peer may have
+	 * passed: an ACK carrying it would be out of the peer's window and discarded (and
+	 * answered). Like Linux (tcp_acceptable_seq), ACKs carry the highest sequence sent. */
+	if (tcp_xmit(s, id, t->snd_max, 0, TCP_ACK) == 0)
 		STACK_STAT_INC(s, tcp_tx_acks);
 }
 
@@ -330,7 +333,7 @@ void tcp_send_rst_for(struct stack *s, uint32_t id)
 {
 	struct tcp_cb *t = &s->socks[id].tcp;
 
-	tcp_xmit(s, id, t->snd_nxt, 0, TCP_RST | TCP_ACK);
+	tcp_xmit(s, id, t->snd_max, 0, TCP_RST | TCP_ACK);
 	STACK_STAT_INC(s, tcp_tx_rst);
 }
 
@@ -526,8 +529,16 @@ void tcp_sack_send(struct stack *s, uint32_t id)
 		}
 		if (m->flags & TCP_PKT_RETRANS)
 			continue;
-		if (tcp_xmit(s, id, m->user, m->len, TCP_ACK) < 0)
-			break;
+		/* a queue buffer can hold more than a segment: resend it in segments */
+		{
+			uint32_t mss = tcp_payload_mss(t), off = 0;
+			for (; off < m->len; off += mss)
+				if (tcp_xmit(s, id, m->user + off, m->len - off < mss ? m->len - off : mss,
+					     TCP_ACK) < 0)
+					break;
+			if (off < m->len)
+				break;
+		}
 		m->flags |= TCP_PKT_RETRANS;
 		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING; /* Karn */
 		pipe += m->len;
