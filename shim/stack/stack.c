@@ -164,7 +164,7 @@ unsigned stack_poll(struct stack *s)
 	s->stats->link_rx += n;
 	for (unsigned i = 0; i < n; i++)
 		eth_input(s, heads[i]);
-	now = stack_clock_now(s->clock);
+	now = s->now_ns = stack_clock_now(s->clock);
 	if (now >= s->next_timer_ns) {
 		/* Coarse timers (ARP, reassembly) tick every 10 ms. */
 		s->next_timer_ns = now + 10000000u;

@@ -153,6 +153,7 @@ struct stack {
 	uint32_t txq[STACK_TX_BATCH];
 	unsigned n_txq;
 	uint64_t next_timer_ns;
+	uint64_t now_ns; /* the clock as the last stack_poll read it */
 };
 
 /* Next value of the stack's pseudo-random generator. */
