@@ -1376,6 +1376,33 @@ static void test_tcp_rfc5961__in_window_rst_off_rcv_nxt__challenge_ack_and_survi
 	close_both(p, ca, cb, lid);
 }
 
+static void test_tcp_oow__segments_out_of_window__one_ack_per_500_ms(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 88), ca, cb;
+	uint32_t far;
+	uint64_t mark;
+
+	connect_pair(p, lid, 88, &ca, &cb);
+	far = p->b.stack.socks[cb].tcp.rcv_nxt + (64u << 20);
+	mark = taps[1].n;
+	/* five in a row: the first is answered, the rest only counted (no ACK war) */
+	for (int i = 0; i < 5; i++)
+		inject_from_a(p, ca, far, TCP_ACK);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_rx_out_of_window"), 5);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_oow_acks_limited"), 4);
+	assert_int_equal(taps[1].n, mark + 1);
+	assert_int_equal(tap_seg(&taps[1], mark, 0)->flags, TCP_ACK);
+	/* half a second later one more is answered */
+	run_for(p, 500 * MS);
+	mark = taps[1].n;
+	inject_from_a(p, ca, far, TCP_ACK);
+	assert_int_equal(taps[1].n, mark + 1);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_oow_acks_limited"), 4);
+	still_connected(p, ca, cb);
+	close_both(p, ca, cb, lid);
+}
+
 static void test_tcp_rfc5961__rst_at_rcv_nxt__resets_with_econnreset(void **state)
 {
 	struct stackpair *p = *state;
@@ -1745,6 +1772,7 @@ int main(void)
 	    T(test_tcp_getsockopt__type_acceptconn_maxseg__give_linuxs_values),
 	    T(test_tcp_maxseg__set_before_connect__bounds_segments_both_ways),
 	    T(test_tcp_rfc5961__in_window_rst_off_rcv_nxt__challenge_ack_and_survives),
+	    T(test_tcp_oow__segments_out_of_window__one_ack_per_500_ms),
 	    T(test_tcp_rfc5961__rst_at_rcv_nxt__resets_with_econnreset),
 	    T(test_tcp_rfc5961__rst_outside_the_window__dropped_without_answer),
 	    T(test_tcp_rfc5961__syn_on_an_established_connection__challenge_ack_and_survives),
