@@ -1,6 +1,7 @@
 # onramp — plain Makefile, explicit sources, outputs under build/.
 #   make            build libraries and tools
 #   make check      every test (runs `make deps` first when a package is missing)
+#   make integration  the stack against the Linux kernel over tap and xdp (root; skips otherwise)
 #   make demo       build and run the demo
 #   make bench      benchmarks
 #   make fuzz       fuzz the receive path for FUZZ_SECONDS (60); `check` runs it for 30
@@ -24,7 +25,7 @@ endif
 # holds libFuzzer's runtime, which clang only recommends.
 DEB_PKGS := build-essential pkg-config clang libcmocka-dev libjson-c-dev liburing-dev \
 	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev ethtool iputils-ping \
-	    libclang-rt-dev
+	    libclang-rt-dev jq nftables
 
 INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/link -Ishim/stack -Ishim/cplane -Itests/lib
 CFLAGS	 ?= -O2 -g
@@ -40,9 +41,7 @@ STACK_SRCS := shim/stack/region.c shim/stack/stack.c shim/stack/eth.c shim/stack
 	      shim/stack/ip.c shim/stack/icmp.c shim/stack/udp.c shim/stack/sock.c \
 	      shim/stack/tcp_in.c shim/stack/tcp_out.c shim/stack/tcp_sock.c shim/stack/tcp_timer.c \
 	      shim/stack/tcp_cc.c shim/stack/runtime.c
-LINK_SRCS  := shim/link/loop.c
-LINK_SRCS  += shim/link/tap.c
-LINK_SRCS  += shim/link/xdp.c
+LINK_SRCS  := shim/link/loop.c shim/link/tap.c shim/link/xdp.c
 CPLANE_SRCS := shim/cplane/cplane.c
 SDUMP_LIB_SRCS := tools/stackdump/read.c tools/stackdump/dump.c tools/stackdump/json.c
 
@@ -50,14 +49,15 @@ LIB_ENV	  := $(B)/env/libonr_env.a
 LIB_PKT	  := $(B)/shim/pkt/libonr_pkt.a
 LIB_STACK := $(B)/shim/stack/libonr_stack.a
 LIB_LINK  := $(B)/shim/link/libonr_link.a
-# programs that link LIB_LINK need liburing (the tap link)
-URING_LIBS = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
-# ... and libxdp and libbpf (the xdp link)
-XDP_LIBS   = $(shell pkg-config --libs libxdp libbpf 2>/dev/null || echo -lxdp -lbpf)
 LIB_CPLANE := $(B)/shim/cplane/libonr_cplane.a
+LIB_SDUMP := $(B)/tools/stackdump/libstackdump.a
+
+# What the real links and the control plane link against (programs that pull in tap.o, xdp.o
+# or cplane.o; the unit tests over the loop link need none of it).
+URING_LIBS = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
+XDP_LIBS   = $(shell pkg-config --libs libxdp libbpf 2>/dev/null || echo -lxdp -lbpf)
 NL_CFLAGS  = $(shell pkg-config --cflags libnl-route-3.0 libnl-3.0 2>/dev/null)
 NL_LIBS    = $(shell pkg-config --libs libnl-route-3.0 libnl-3.0 2>/dev/null || echo -lnl-route-3 -lnl-3)
-LIB_SDUMP := $(B)/tools/stackdump/libstackdump.a
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 
@@ -79,17 +79,15 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/stack/test_sock_wait \
 	      $(B)/tests/unit/stack/test_tcp_features \
 	      $(B)/tests/unit/stack/test_tcp_pressure \
-	      $(B)/tests/unit/tools/test_stackdump
-UNIT_TESTS += $(B)/tests/unit/cplane/test_cplane
-UNIT_TESTS += $(B)/tests/unit/link/test_tap
-UNIT_TESTS += $(B)/tests/unit/link/test_xdp
+	      $(B)/tests/unit/tools/test_stackdump \
+	      $(B)/tests/unit/cplane/test_cplane \
+	      $(B)/tests/unit/link/test_tap \
+	      $(B)/tests/unit/link/test_xdp
 
-ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_SDUMP) $(STACKDUMP) $(DEMO) $(BENCH_POOL) \
-	$(BENCH_TCP)
-ALL += $(LIB_CPLANE)
-ALL += $(BENCH_LINK) $(XFER)
+ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_SDUMP) $(STACKDUMP) \
+	$(DEMO) $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER)
 
-.PHONY: all check unit docs docs-check demo bench install deps clean format fuzz fuzz-check
+.PHONY: all check unit integration docs docs-check demo bench install deps clean format fuzz fuzz-check
 all: $(ALL)
 
 $(B)/%.o: %.c
@@ -129,11 +127,9 @@ $(BENCH_POOL): $(call obj,tools/bench/bench_pool.c) $(LIB_PKT)
 
 $(BENCH_TCP): $(call obj,tools/bench/bench_tcp.c) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BENCH_TCP): LDLIBS += $(URING_LIBS)
 
-$(BENCH_LINK): $(call obj,tools/bench/bench_link.c) $(call obj,shim/link/tap.c) $(LIB_PKT)
-$(BENCH_LINK): $(call obj,shim/link/xdp.c) $(B)/shim/link/steer_blob.o
-	$(CC) $(LDFLAGS) -o $@ $^ $(URING_LIBS) $(LDLIBS)
+$(BENCH_LINK): $(call obj,tools/bench/bench_link.c) $(LIB_LINK) $(LIB_PKT)
+	$(CC) $(LDFLAGS) -o $@ $^ $(URING_LIBS) $(XDP_LIBS) $(LDLIBS)
 
 $(XFER): $(call obj,tests/integration/xfer.c) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_PKT) \
 	$(LIB_ENV)
@@ -170,14 +166,12 @@ $(B)/tests/unit/tools/test_stackdump: $(call obj,tests/unit/tools/test_stackdump
 $(B)/tests/unit/tools/test_stackdump.o: CFLAGS += $(JSONC_CFLAGS)
 $(B)/tests/unit/cplane/test_cplane: $(call obj,tests/unit/cplane/test_cplane.c) $(LIB_CPLANE)
 $(B)/tests/unit/cplane/test_cplane: LDLIBS += $(NL_LIBS)
-$(B)/tests/unit/link/test_tap: $(call obj,tests/unit/link/test_tap.c) $(TESTLIB) \
-	$(call obj,shim/link/tap.c) $(LIB_PKT)
-$(filter $(B)/tests/unit/stack/%,$(UNIT_TESTS)) $(B)/tests/unit/link/test_tap: \
-	LDLIBS += $(URING_LIBS)
+$(B)/tests/unit/link/test_tap: $(call obj,tests/unit/link/test_tap.c) $(TESTLIB) $(LIB_LINK) \
+	$(LIB_PKT)
+$(B)/tests/unit/link/test_tap: LDLIBS += $(URING_LIBS)
 $(B)/tests/unit/link/test_xdp: $(call obj,tests/unit/link/test_xdp.c) $(TESTLIB) $(LIB_LINK) \
 	$(LIB_PKT)
-$(filter $(B)/tests/unit/stack/% $(B)/tests/unit/link/%,$(UNIT_TESTS)) $(BENCH_TCP) $(BENCH_LINK): \
-	LDLIBS += $(XDP_LIBS)
+$(B)/tests/unit/link/test_xdp: LDLIBS += $(XDP_LIBS)
 $(UNIT_TESTS):
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(JSONC_LIBS) $(LDLIBS)
@@ -186,8 +180,13 @@ unit: $(UNIT_TESTS) $(STACKDUMP)
 	ONRAMP_BUILD=$(B) ONRAMP_SRC=$(CURDIR) ONRAMP_TEST_BULK_MIB=$(ONRAMP_TEST_BULK_MIB) \
 		tests/run-unit.sh $(UNIT_TESTS)
 
+# Network namespaces, veth pairs and taps of its own; tests/integration/lib.sh says how.
+integration: all
+	tests/integration/run.sh $(B)
+
 check: deps
 	$(MAKE) --no-print-directory all unit docs-check
+	$(MAKE) --no-print-directory integration
 	$(MAKE) --no-print-directory SAN=address,undefined ONRAMP_TEST_BULK_MIB=8 unit
 	$(MAKE) --no-print-directory fuzz-check
 
@@ -206,7 +205,7 @@ FUZZ_WRAP := -Wl,--wrap=pkt_pool_get,--wrap=pkt_pool_get_burst,--wrap=pkt_pool_g
 	     -Wl,--wrap=pkt_pool_get_chain,--wrap=pkt_pool_put,--wrap=pkt_pool_put_burst
 FUZZ_RX	      := build/fuzz/fuzz_rx
 FUZZ_RX_SRCS  := tests/fuzz/fuzz_rx.c tests/fuzz/pool_poison.c \
-		 $(filter-out shim/stack/region.c,$(STACK_SRCS)) $(filter-out shim/link/xdp.c,$(LINK_SRCS)) \
+		 $(filter-out shim/stack/region.c shim/stack/runtime.c,$(STACK_SRCS)) shim/link/loop.c \
 		 $(PKT_SRCS) $(ENV_SRCS)
 FUZZ_RX_SEEDS := build/fuzz/seeds/rx.stamp
 FUZZ_RX_RUN    = mkdir -p build/fuzz/corpus/rx && $(FUZZ_RX) -max_len=20000 -timeout=10 \
@@ -219,7 +218,6 @@ build/fuzz/%.o: %.c
 
 $(FUZZ_RX): $(patsubst %.c,build/fuzz/%.o,$(FUZZ_RX_SRCS))
 	$(FUZZ_CC) $(FUZZ_SAN) $(FUZZ_WRAP) -o $@ $^ $(LDLIBS)
-$(FUZZ_RX): LDLIBS += $(URING_LIBS)
 
 build/fuzz/gen_rx_seeds: tests/fuzz/gen_rx_seeds.c
 	@mkdir -p $(dir $@)
@@ -247,10 +245,11 @@ demo: deps
 	$(MAKE) --no-print-directory all
 	tools/demo/demo.sh $(B)
 
-bench: $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK)
+bench: $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER)
 	$(BENCH_POOL)
 	$(BENCH_TCP)
 	$(BENCH_LINK)
+	tools/bench/bench_veth.sh $(B)
 
 # ---- install -------------------------------------------------------------------------------
 install: all

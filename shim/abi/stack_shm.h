@@ -133,7 +133,7 @@ struct onr_sock_row {
 	uint32_t seq;	/* sequence count: odd while the owner rewrites the row */
 	uint8_t in_use; /* 0: free row */
 	uint8_t proto;	/* IPPROTO_TCP / IPPROTO_UDP */
-	uint8_t state;	/* protocol state */
+	uint8_t state;	/* TCP: Linux's state number (netinet/tcp.h); UDP: 0 */
 	uint8_t flags;
 	uint32_t laddr_be32, raddr_be32;
 	uint16_t lport_be16, rport_be16;

@@ -80,6 +80,7 @@ struct xdp_link {
 	uint32_t tx_size;      /* TX and completion ring entries */
 	bool sg;	       /* bound with XDP_USE_SG: frames may be chains */
 	bool primed;	       /* the first refill is done (later empty rings are re-arms) */
+	bool gone;	       /* the interface went away: every buffer is back, frames dropped */
 	int lock_fd;
 	char lock_path[64];
 	/*
@@ -152,6 +153,27 @@ static uint32_t xdp_tx_reap(struct xdp_link *x)
 	return n;
 }
 
+static void xdp_buffers_give_back(struct xdp_link *x);
+
+/*
+ * The interface went away under the link: the kernel unbound the socket (sendto says ENXIO)
+ * and will neither complete the frames in the TX ring nor fill the posted buffers. Take them
+ * all back now, so that a dead link pins no buffer while the stack times its connections
+ * out, and drop what the stack sends from now on.
+ */
+static void xdp_link_gone(struct xdp_link *x)
+{
+	x->link.stats->link_tx_errors += x->n_tx_descs;
+	xsk_socket__delete(x->xsk);
+	x->xsk = NULL;
+	xsk_umem__delete(x->umem);
+	x->umem = NULL;
+	xdp_buffers_give_back(x);
+	x->gone = true;
+	x->link.wait_fd = -1;
+	snprintf(x->link.mode, sizeof(x->link.mode), "interface gone");
+}
+
 /*
  * Have the kernel send what the TX ring holds, when the ring says it needs telling. Copy
  * mode sends at most 32 descriptors per sendto (the kernel's TX batch) and answers EAGAIN
@@ -168,6 +190,10 @@ static void xdp_tx_kick(struct xdp_link *x)
 		x->link.stats->link_tx_kicks++;
 		if (sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
 			return;
+		if (errno == ENXIO) {
+			xdp_link_gone(x);
+			return;
+		}
 		if (errno != EAGAIN)
 			return; /* EBUSY, ENOBUFS, ENETDOWN: the frames wait for the next kick */
 		xdp_tx_reap(x);
@@ -177,6 +203,8 @@ static void xdp_tx_kick(struct xdp_link *x)
 /* Reap completions, and push on frames a previous kick left in the ring. */
 static void xdp_tx_progress(struct xdp_link *x)
 {
+	if (x->gone)
+		return;
 	xdp_tx_reap(x);
 	if (xdp_tx_unsent(x))
 		xdp_tx_kick(x);
@@ -192,6 +220,8 @@ static unsigned xdp_rx_refill(struct link *l)
 
 	/* completed sends first: their buffers may be what the refill needs */
 	xdp_tx_progress(x);
+	if (x->gone)
+		return 0;
 	while (x->n_posted < l->rx_target) {
 		uint32_t ids[XDP_BATCH], idx;
 		unsigned want = l->rx_target - x->n_posted;
@@ -264,11 +294,14 @@ static bool xdp_rx_take(struct xdp_link *x, const struct xdp_desc *d)
 static unsigned xdp_rx_burst(struct link *l, uint32_t *heads, unsigned n)
 {
 	struct xdp_link *x = xdp_of(l);
-	/* with multi-buffer a frame takes several descriptors: look at the whole ring */
-	uint32_t idx, avail = xsk_ring_cons__peek(&x->rx, x->sg ? l->rx_target : n, &idx);
+	uint32_t idx, avail;
 	uint32_t used = 0;
 	unsigned got = 0;
 
+	if (x->gone)
+		return 0;
+	/* with multi-buffer a frame takes several descriptors: look at the whole ring */
+	avail = xsk_ring_cons__peek(&x->rx, x->sg ? l->rx_target : n, &idx);
 	if (!avail) {
 		xdp_rx_kick(x);
 		return 0;
@@ -323,7 +356,13 @@ static unsigned xdp_tx_burst(struct link *l, const uint32_t *heads, unsigned n)
 	uint32_t room, need = 0, idx = 0;
 	unsigned taken;
 
-	xdp_tx_progress(x);
+	xdp_tx_progress(x); /* may find the interface gone */
+	if (x->gone) {
+		/* nowhere to send: the frames are dropped, as a NIC without a link would */
+		l->stats->link_tx_errors += n;
+		pkt_pool_put_burst(l->pool, heads, n);
+		return n;
+	}
 	/* the completion ring has tx_size entries too: never more in flight than that */
 	room = xsk_prod_nb_free(&x->tx, x->tx_size);
 	if (room > x->tx_size - x->n_tx_descs)
