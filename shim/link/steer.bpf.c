@@ -2,9 +2,11 @@
  * shim/link/steer.bpf.c — the XDP program of the AF_XDP link (design §6). It sees every frame
  * the interface receives and redirects to the stack's XSK only IPv4 TCP and UDP frames whose
  * destination (protocol, address, port) is in the flow map, filled by the link as the stack
- * binds and connects. Everything else (ARP, ICMP, other ports, IPv6, VLAN-tagged frames, IP
- * fragments) goes on to the kernel, which shares the interface and its address with the
- * stack. Built with clang -target bpf and embedded in the link library: no file at run time.
+ * binds and connects, and the ICMP errors (unreachable, time exceeded) that quote a packet of
+ * one of those flows, which the stack turns into socket errors and path MTUs. Everything else
+ * (ARP, other ICMP, other ports, IPv6, VLAN-tagged frames, IP fragments) goes on to the
+ * kernel, which shares the interface and its address with the stack. Built with clang -target bpf
+ * and embedded in the link library: no file at run time.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -13,8 +15,11 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#define IPV4_MF	    0x2000 /* more fragments */
-#define IPV4_OFFSET 0x1fff /* fragment offset, 8-byte units */
+#define IPV4_MF	      0x2000 /* more fragments */
+#define ICMP_UNREACH  3
+#define ICMP_TIMXCEED 11
+#define ICMP_HDR_LEN  8
+#define IPV4_OFFSET   0x1fff /* fragment offset, 8-byte units */
 
 /* Keep in sync with struct steer_flow_key and the map names in xdp.c. */
 struct steer_flow_key {
@@ -67,17 +72,35 @@ int onr_steer(struct xdp_md *ctx)
 	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
 		return XDP_PASS;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return XDP_PASS;
 	/* A fragment after the first carries no ports; the kernel reassembles them all. */
 	if (ip->frag_off & bpf_htons(IPV4_MF | IPV4_OFFSET))
 		return XDP_PASS;
-	ports = (void *)ip + ip->ihl * 4;
-	if ((void *)(ports + 2) > end)
+	if (ip->protocol == IPPROTO_ICMP) {
+		/* an error quotes the IP header and first 8 bytes of the packet that caused it:
+		 * ours when that packet's source is one of our flows */
+		__u8 *icmp = (void *)ip + ip->ihl * 4;
+		struct iphdr *inner = (void *)(icmp + ICMP_HDR_LEN);
+
+		if ((void *)(inner + 1) > end ||
+		    (icmp[0] != ICMP_UNREACH && icmp[0] != ICMP_TIMXCEED) || inner->ihl < 5 ||
+		    (inner->protocol != IPPROTO_TCP && inner->protocol != IPPROTO_UDP))
+			return XDP_PASS;
+		ports = (void *)inner + inner->ihl * 4;
+		if ((void *)(ports + 2) > end)
+			return XDP_PASS;
+		key.proto = inner->protocol;
+		key.laddr_be32 = inner->saddr;
+		key.lport_be16 = ports[0];
+	} else if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
+		ports = (void *)ip + ip->ihl * 4;
+		if ((void *)(ports + 2) > end)
+			return XDP_PASS;
+		key.proto = ip->protocol;
+		key.laddr_be32 = ip->daddr;
+		key.lport_be16 = ports[1];
+	} else {
 		return XDP_PASS;
-	key.proto = ip->protocol;
-	key.laddr_be32 = ip->daddr;
-	key.lport_be16 = ports[1];
+	}
 	if (!steer_flow_is_ours(&key))
 		return XDP_PASS;
 	/* An XSK receives only from the queue it is bound to; with none there, the kernel. */

@@ -696,6 +696,37 @@ static void test_xdp_flow_del__steered_port__goes_back_to_kernel(void **state)
 	link_close(f);
 }
 
+/* The peer's port unreachable about a datagram of a steered flow comes to the link (the
+ * stack makes ECONNREFUSED of it); one about someone else's flow stays with the kernel. */
+static void test_xdp_rx__icmp_error_about_a_steered_flow__arrives_at_link(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t frame[128], b[256];
+	uint32_t heads[2], head;
+	size_t len = udp_frame_build(frame, 6001, (const uint8_t *)"nobody-home", 11), n;
+
+	need_env();
+	assert_int_equal(link_open(f, false, 1500, 256), 0);
+	/* udp_frame_build sends from port 7000 */
+	assert_int_equal(
+	    f->link->ops->flow_add(f->link, IPPROTO_UDP, be32_of(ADDR_LINK), htons(7000)), 0);
+	head = tx_frame_new(f, frame, len);
+	tx_all(f, &head, 1);
+	assert_int_equal(rx_wait(f, heads, 1, 2000, true), 1);
+	n = pkt_meta(&f->pool, heads[0])->frame_len;
+	assert_true(n >= 14 + 20 + 8 + 28 && n <= sizeof(b));
+	pkt_chain_copy_out(&f->pool, heads[0], 0, b, n);
+	assert_int_equal(b[14 + 9], 1);	     /* ICMP */
+	assert_int_equal(b[14 + 20], 3);     /* destination unreachable */
+	assert_int_equal(b[14 + 20 + 1], 3); /* port unreachable */
+	/* it quotes our datagram: source port 7000, destination 6001 */
+	assert_int_equal(b[14 + 28 + 20] << 8 | b[14 + 28 + 21], 7000);
+	assert_int_equal(b[14 + 28 + 22] << 8 | b[14 + 28 + 23], 6001);
+	put_all(f, heads, 1);
+	tx_drain(f);
+	link_close(f);
+}
+
 /* ---- transmit and bursts ------------------------------------------------------------------- */
 
 static void check_tx_to_peer(struct fixture *f, bool generic)
@@ -984,6 +1015,7 @@ int main(void)
 	    T(test_xdp_rx__steered_ports__arrive_at_link_and_others_reach_kernel_generic),
 	    T(test_xdp_rx__ping_from_peer__is_answered_by_kernel_while_link_runs),
 	    T(test_xdp_flow_del__steered_port__goes_back_to_kernel),
+	    T(test_xdp_rx__icmp_error_about_a_steered_flow__arrives_at_link),
 	    T(test_xdp_tx__frame_from_link__reaches_peer_socket_native),
 	    T(test_xdp_tx__frame_from_link__reaches_peer_socket_generic),
 	    T(test_xdp_burst__many_frames_each_way__all_arrive_and_pool_balances),
