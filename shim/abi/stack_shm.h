@@ -78,7 +78,7 @@ struct onr_pkt_meta {
 	uint8_t owner;	     /* enum onr_pkt_owner */
 	uint8_t flags;
 	uint32_t user; /* protocol scratch (e.g. TCP sequence number) */
-	uint32_t reserved;
+	uint32_t ts;   /* protocol time stamp (TCP send queue: last transmission, µs) */
 };
 _Static_assert(sizeof(struct onr_pkt_meta) == 32, "pkt meta is 32 bytes");
 

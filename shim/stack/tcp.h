@@ -30,6 +30,20 @@ static inline uint32_t tcp_payload_mss(const struct tcp_cb *t)
 	return t->mss > opts + 64 ? t->mss - opts : 64;
 }
 
+/*
+ * SACKed bytes above a hole that make it lost: DupThresh segments (RFC 6675), fewer when
+ * fewer than four segments are out, as RFC 5827's early retransmit: with a small window a
+ * single loss can never be followed by three segments, and would wait for the RTO.
+ */
+static inline uint32_t tcp_dupthresh_bytes(const struct tcp_cb *t)
+{
+	uint32_t mss = tcp_payload_mss(t), oseg = (t->snd_max - t->snd_una + mss - 1) / mss;
+
+	if (oseg < TCP_DUPACK_THRESH + 1)
+		return (oseg > 1 ? oseg - 1 : 1) * mss;
+	return TCP_DUPACK_THRESH * mss;
+}
+
 static inline bool tcp_seq_lt(uint32_t a, uint32_t b)
 {
 	return (int32_t)(a - b) < 0;
@@ -81,6 +95,8 @@ void tcp_sack_send(struct stack *s, uint32_t id);
 uint32_t tcp_rcv_window(const struct stack *s, const struct stack_sock *so);
 uint32_t tcp_isn(struct stack *s, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport);
 void tcp_arm_rto(struct stack *s, struct stack_sock *so);
+/* Send the tail loss probe that tcp_arm_rto scheduled. */
+void tcp_tlp_fire(struct stack *s, uint32_t id);
 
 /* tcp_timer.c */
 void tcp_timers(struct stack *s, uint64_t now);

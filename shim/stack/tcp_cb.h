@@ -38,7 +38,9 @@ enum tcp_state {
 #define TCP_OOO_MAX_BUFS    256 /* out-of-order segments one connection may hold */
 #define TCP_SMALL_SEGMENT   512 /* payloads this small are copied into the queue's tail */
 #define TCP_PAWS_IDLE_NS    (24ull * 86400 * 1000000000u) /* RFC 7323 §5.5 */
-#define TCP_OOW_ACK_NS	    (500ull * 1000000u) /* Linux tcp_invalid_ratelimit */
+#define TCP_TLP_MIN_NS	    (10ull * 1000000u)		  /* Linux's floor of the probe timeout */
+#define TCP_TLP_DELACK_NS   (200ull * 1000000u)		  /* RFC 8985 WCDelAckT */
+#define TCP_OOW_ACK_NS	    (500ull * 1000000u)		  /* Linux tcp_invalid_ratelimit */
 #define TCP_INIT_CWND_SEGS  10				  /* RFC 6928 */
 
 /* Negotiated options. */
@@ -102,6 +104,7 @@ struct tcp_cb {
 	uint16_t backlog; /* listen(2) backlog */
 	/* timers: absolute ns, 0 = not armed */
 	uint64_t rto_at, delack_at, persist_at, keepalive_at, tw_at;
+	uint64_t tlp_at;	   /* tail loss probe due (RFC 8985 §7), 0: none */
 	uint64_t last_rx_ns;	   /* keepalive idle and TCP_USER_TIMEOUT reference */
 	uint64_t unacked_since_ns; /* when the oldest unacknowledged data was first sent */
 	uint32_t keepidle_s, keepintvl_s;
@@ -115,6 +118,7 @@ struct tcp_cb {
 	uint16_t n_acceptq, n_synq;
 	/* RFC 6675 scoreboard summary and RFC 2018 reporting */
 	uint32_t sacked_bytes; /* bytes above snd_una the peer has SACKed */
+	uint32_t rack_ts_us;   /* latest transmission time among the data SACKed (RACK) */
 	uint32_t pipe;	       /* RFC 6675 estimate of bytes in flight, during recovery */
 	uint32_t last_ooo_seq; /* most recent out-of-order arrival: the first SACK block */
 	/* RFC 7323 */

@@ -352,6 +352,8 @@ static void tcp_sack_mark(struct stack *s, struct stack_sock *so, const struct t
 			    tcp_seq_leq(m->user + m->len, r)) {
 				m->flags |= TCP_PKT_SACKED;
 				t->sacked_bytes += m->len;
+				if ((int32_t)(m->ts - t->rack_ts_us) > 0)
+					t->rack_ts_us = m->ts;
 			}
 		}
 	}
@@ -830,12 +832,19 @@ static bool tcp_rx_ack(struct stack *s, uint32_t id, struct tcp_seg *seg)
 	if ((t->opts & TCP_OPT_SACK) && t->snd_una != t->snd_max) {
 		if (!(t->tflags & TCP_F_RECOVERY) && tcp_seq_geq(t->snd_una, t->recover) &&
 		    (t->dupacks >= TCP_DUPACK_THRESH ||
-		     t->sacked_bytes >= TCP_DUPACK_THRESH * tcp_payload_mss(t))) {
+		     t->sacked_bytes >= tcp_dupthresh_bytes(t))) {
 			/* RFC 6675 §5 (4): enter loss recovery */
 			tcp_cc_on_loss(s, so, false);
 			t->recover = t->snd_max;
 			t->tflags |= TCP_F_RECOVERY;
 			STACK_STAT_INC(s, tcp_fast_retransmits);
+			/* RFC 6675 §5 (4.3): the first unacknowledged segment goes at once,
+			 * whatever the scoreboard says of it (duplicate ACKs without SACK blocks
+			 * say nothing) */
+			if (!(pkt_meta(s->pool, t->sndq_head)->flags & TCP_PKT_SACKED)) {
+				tcp_retransmit(s, id);
+				pkt_meta(s->pool, t->sndq_head)->flags |= TCP_PKT_RETRANS;
+			}
 		}
 		if (t->tflags & TCP_F_RECOVERY)
 			tcp_sack_send(s, id);

@@ -72,7 +72,22 @@ uint32_t tcp_isn(struct stack *s, uint32_t laddr, uint16_t lport, uint32_t raddr
 
 void tcp_arm_rto(struct stack *s, struct stack_sock *so)
 {
-	so->tcp.rto_at = stack_clock_now(s->clock) + (uint64_t)so->tcp.rto_ms * 1000000u;
+	struct tcp_cb *t = &so->tcp;
+	uint64_t now = stack_clock_now(s->clock), pto = 2ull * t->srtt_us * 1000u;
+
+	t->rto_at = now + (uint64_t)t->rto_ms * 1000000u;
+	/* RFC 8985 §7: a probe after two round trips of silence makes the peer SACK what
+	 * arrived, so that a lost tail is recovered by SACK rather than by the timeout */
+	if (pto < TCP_TLP_MIN_NS)
+		pto = TCP_TLP_MIN_NS;
+	/* one segment out: its ACK may be a delayed one (RFC 8985 §7.2, WCDelAckT) */
+	if (t->snd_max - t->snd_una <= tcp_payload_mss(t))
+		pto += TCP_TLP_DELACK_NS;
+	/* not while recovering, nor once the timeout has fired (Linux: Open state only) */
+	t->tlp_at =
+	    t->srtt_us && !t->retries && !(t->tflags & TCP_F_RECOVERY) && now + pto < t->rto_at
+		? now + pto
+		: 0;
 }
 
 /* Sequential writer over an output chain. */
@@ -122,6 +137,8 @@ static void sndq_copy(struct stack *s, struct stack_sock *so, uint32_t seq, uint
 			seq += n;
 			len -= n;
 		}
+		/* when this data last left: a later transmission SACKed means it was lost */
+		pkt_meta(s->pool, id)->ts = (uint32_t)(stack_clock_now(s->clock) / 1000);
 		t->snd_cursor = id;
 	}
 }
@@ -306,6 +323,21 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 	return 0;
 }
 
+void tcp_tlp_fire(struct stack *s, uint32_t id)
+{
+	struct tcp_cb *t = &s->socks[id].tcp;
+	uint32_t out = t->snd_max - t->snd_una, len = tcp_payload_mss(t);
+
+	t->tlp_at = 0;
+	if (!out || (t->tflags & (TCP_F_RECOVERY | TCP_F_FIN_SENT)) || t->snd_nxt != t->snd_max)
+		return;
+	/* the last segment again (new data would need cwnd room the flight has taken) */
+	if (len > out)
+		len = out;
+	STACK_STAT_INC(s, tcp_tail_loss_probes);
+	tcp_xmit(s, id, t->snd_max - len, len, TCP_ACK | TCP_PSH);
+}
+
 void tcp_send_ack(struct stack *s, uint32_t id)
 {
 	struct tcp_cb *t = &s->socks[id].tcp;
@@ -343,6 +375,36 @@ static uint32_t data_end(const struct tcp_cb *t)
 	return t->snd_una + t->sndq_bytes;
 }
 
+/*
+ * Going back after a timeout, what the peer has SACKed is not sent again (as Linux's loss
+ * state): snd_nxt moves past SACKed send-queue frames.
+ */
+static void tcp_skip_sacked(struct stack *s, struct tcp_cb *t)
+{
+	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
+		const struct onr_pkt_meta *m = pkt_meta(s->pool, f);
+
+		if (tcp_seq_leq(m->user + m->len, t->snd_nxt))
+			continue;
+		if (tcp_seq_gt(m->user, t->snd_nxt) || !(m->flags & TCP_PKT_SACKED))
+			return;
+		t->snd_nxt = m->user + m->len;
+		t->snd_cursor = ONR_PKT_NIL;
+	}
+}
+
+/*
+ * A retransmission that was lost itself (RFC 8985's idea, at the scoreboard's grain): data
+ * sent after it has been SACKed, by more than a quarter of the smoothed RTT (at least 1 ms,
+ * for reordering). Without this only the RTO finds it.
+ */
+static bool tcp_retrans_lost(const struct tcp_cb *t, const struct onr_pkt_meta *m)
+{
+	uint32_t reo = t->srtt_us / 4 > 1000 ? t->srtt_us / 4 : 1000;
+
+	return (int32_t)(t->rack_ts_us - m->ts) > (int32_t)reo;
+}
+
 /* Whether a segment of `len` (< mss) should wait for more data (Nagle, RFC 9293
  * §3.7.4; TCP_CORK holds every partial segment until uncorked). */
 static bool tcp_should_hold(const struct tcp_cb *t, uint32_t len, uint32_t unsent)
@@ -366,7 +428,11 @@ void tcp_output(struct stack *s, uint32_t id)
 		if ((t->tflags & TCP_F_RECOVERY) && (t->opts & TCP_OPT_SACK))
 			inflight = t->pipe; /* RFC 6675: the scoreboard's estimate */
 		uint32_t wnd = t->snd_wnd < t->cwnd ? t->snd_wnd : t->cwnd;
-		uint32_t unsent = tcp_seq_lt(t->snd_nxt, end) ? end - t->snd_nxt : 0;
+		uint32_t unsent;
+
+		if (t->sacked_bytes && tcp_seq_lt(t->snd_nxt, t->snd_max))
+			tcp_skip_sacked(s, t);
+		unsent = tcp_seq_lt(t->snd_nxt, end) ? end - t->snd_nxt : 0;
 		uint32_t room = wnd > inflight ? wnd - inflight : 0, len;
 		uint8_t flags = TCP_ACK;
 
@@ -499,7 +565,7 @@ void tcp_sack_send(struct stack *s, uint32_t id)
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
-	uint32_t lost_above = TCP_DUPACK_THRESH * tcp_payload_mss(t), above = t->sacked_bytes;
+	uint32_t lost_above = tcp_dupthresh_bytes(t), above = t->sacked_bytes;
 	uint32_t pipe = 0;
 
 	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
@@ -513,7 +579,7 @@ void tcp_sack_send(struct stack *s, uint32_t id)
 		}
 		if (above < lost_above)
 			pipe += m->len; /* not lost: still in flight */
-		if (m->flags & TCP_PKT_RETRANS)
+		if ((m->flags & TCP_PKT_RETRANS) && !tcp_retrans_lost(t, m))
 			pipe += m->len; /* its retransmission is in flight */
 	}
 	above = t->sacked_bytes;
@@ -527,14 +593,14 @@ void tcp_sack_send(struct stack *s, uint32_t id)
 			above -= m->len;
 			continue;
 		}
-		if (m->flags & TCP_PKT_RETRANS)
+		if ((m->flags & TCP_PKT_RETRANS) && !tcp_retrans_lost(t, m))
 			continue;
 		/* a queue buffer can hold more than a segment: resend it in segments */
 		{
 			uint32_t mss = tcp_payload_mss(t), off = 0;
 			for (; off < m->len; off += mss)
-				if (tcp_xmit(s, id, m->user + off, m->len - off < mss ? m->len - off : mss,
-					     TCP_ACK) < 0)
+				if (tcp_xmit(s, id, m->user + off,
+					     m->len - off < mss ? m->len - off : mss, TCP_ACK) < 0)
 					break;
 			if (off < m->len)
 				break;

@@ -70,10 +70,13 @@ static void tcp_rto_fire(struct stack *s, uint32_t id, uint64_t now)
 	/* go back to the first unacknowledged byte; the FIN goes again if it was not acked */
 	t->snd_nxt = t->snd_una;
 	t->snd_cursor = ONR_PKT_NIL;
-	/* RFC 2018 §8: the receiver may have reneged; start the scoreboard afresh */
+	/* What the peer SACKed is kept, and not sent again, on the first timeout. RFC 2018 §8:
+	 * a receiver may renege on SACKs (this stack does, under memory pressure), so a second
+	 * timeout in a row starts the scoreboard afresh and sends everything. */
 	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next)
-		pkt_meta(s->pool, f)->flags = 0;
-	t->sacked_bytes = 0;
+		pkt_meta(s->pool, f)->flags &= t->retries > 1 ? 0 : TCP_PKT_SACKED;
+	if (t->retries > 1)
+		t->sacked_bytes = 0;
 	if (t->tflags & TCP_F_FIN_SENT)
 		t->tflags &= (uint16_t)~TCP_F_FIN_SENT;
 	tcp_retransmit_from_una(s, id);
@@ -158,7 +161,10 @@ void tcp_timers(struct stack *s, uint64_t now)
 			tcp_drop(s, id, 0);
 			continue;
 		}
+		if (t->tlp_at && now >= t->tlp_at && t->rto_at > now)
+			tcp_tlp_fire(s, id);
 		if (t->rto_at && now >= t->rto_at) {
+			t->tlp_at = 0;
 			tcp_rto_fire(s, id, now);
 			if (so->type != SOCK_T_TCP || so->state == TCPS_CLOSED)
 				continue;

@@ -464,10 +464,17 @@ static void bulk_64mib_at(unsigned loss_pct)
 	t0 = p->clock.virt_ns;
 	/* bounded virtual time: generous, but a stall (lost wakeup, dead timer) fails */
 	transfer_both(p, ca, cb, mib << 20, 1200 * S);
-	print_message("%zu MiB each way at %u%% loss: %llu ms virtual, %llu retransmissions\n", mib,
-		      loss_pct, (unsigned long long)((p->clock.virt_ns - t0) / MS),
+	print_message("%zu MiB each way at %u%% loss: %llu ms virtual, %llu retransmissions, "
+		      "%llu timeouts, %llu fast retransmits, %llu frames lost\n",
+		      mib, loss_pct, (unsigned long long)((p->clock.virt_ns - t0) / MS),
 		      (unsigned long long)(stat_of(&p->a.stack, "tcp_retransmits") +
-					   stat_of(&p->b.stack, "tcp_retransmits")));
+					   stat_of(&p->b.stack, "tcp_retransmits")),
+		      (unsigned long long)(stat_of(&p->a.stack, "tcp_rto_expired") +
+					   stat_of(&p->b.stack, "tcp_rto_expired")),
+		      (unsigned long long)(stat_of(&p->a.stack, "tcp_fast_retransmits") +
+					   stat_of(&p->b.stack, "tcp_fast_retransmits")),
+		      (unsigned long long)(p->end_a.wire.lost + p->end_b.wire.lost +
+					   p->end_a.wire.corrupted + p->end_b.wire.corrupted));
 	p->end_a.faults = (struct loop_faults){0};
 	p->end_b.faults = (struct loop_faults){0};
 	close_both(p, ca, cb, lid);
