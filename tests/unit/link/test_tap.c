@@ -27,6 +27,7 @@
 
 #include "pkt_pool.h"
 #include "pool_assert.h"
+#include "proto.h"
 #include "tap.h"
 
 #define KERNEL_IP "198.18.0.1" /* the kernel side of the tap */
@@ -274,22 +275,6 @@ static void assert_udp_frame(struct fixture *f, uint32_t head, const uint8_t *pa
 
 /* ---- frames the link sends --------------------------------------------------------------- */
 
-static uint16_t csum_fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i + 1 < len; i += 2)
-		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
-	if (len & 1)
-		sum += (uint32_t)p[len - 1] << 8;
-	return sum;
-}
-
 static void put16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8);
@@ -301,7 +286,7 @@ static size_t udp_frame_build(const struct fixture *f, uint8_t *fr, uint16_t dpo
 			      const uint8_t *payload, size_t len)
 {
 	uint8_t *ip = fr + ETH_HLEN, *udp = ip + IP_HLEN;
-	uint32_t sum;
+	uint32_t sum, src, dst;
 
 	memcpy(fr, f->dev_mac, 6);
 	memcpy(fr + 6, f->link->mac, 6);
@@ -320,9 +305,9 @@ static size_t udp_frame_build(const struct fixture *f, uint8_t *fr, uint16_t dpo
 	put16(udp + 4, (uint16_t)(UDP_HLEN + len));
 	put16(udp + 6, 0);
 	memcpy(udp + UDP_HLEN, payload, len);
-	/* pseudo-header: addresses, protocol, UDP length */
-	sum = csum_add(0, ip + 12, 8) + 17 + (uint32_t)(UDP_HLEN + len);
-	sum = csum_add(sum, udp, UDP_HLEN + len);
+	memcpy(&src, ip + 12, 4);
+	memcpy(&dst, ip + 16, 4);
+	sum = csum_add(csum_pseudo(src, dst, 17, (uint16_t)(UDP_HLEN + len)), udp, UDP_HLEN + len);
 	put16(udp + 6, csum_fold(sum) ? csum_fold(sum) : 0xffff);
 	return HDRS_LEN + len;
 }

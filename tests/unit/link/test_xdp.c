@@ -37,6 +37,7 @@
 
 #include "pkt_pool.h"
 #include "pool_assert.h"
+#include "proto.h"
 #include "xdp.h"
 
 #define IFNAME	  "onrx0"
@@ -380,29 +381,15 @@ static void link_close(struct fixture *f)
 
 /* ---- frames ------------------------------------------------------------------------------- */
 
-static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i + 1 < n; i += 2)
-		sum += (uint32_t)p[i] << 8 | p[i + 1];
-	if (n & 1)
-		sum += (uint32_t)p[n - 1] << 8;
-	return sum;
-}
-
-static uint16_t csum_fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
 /* UDP checksum of an IPv4 packet at `ip` (header included), as computed on the wire. */
 static uint16_t udp_csum(const uint8_t *ip)
 {
 	size_t ihl = (size_t)(ip[0] & 15) * 4, ulen = (size_t)ip[ihl + 4] << 8 | ip[ihl + 5];
-	uint32_t sum = csum_add(0, ip + 12, 8) + 17 + (uint32_t)ulen;
+	uint32_t src, dst;
 
-	return csum_fold(csum_add(sum, ip + ihl, ulen));
+	memcpy(&src, ip + 12, 4);
+	memcpy(&dst, ip + 16, 4);
+	return csum_fold(csum_add(csum_pseudo(src, dst, 17, (uint16_t)ulen), ip + ihl, ulen));
 }
 
 /* An Ethernet/IPv4/UDP frame from the link's side to the peer, checksums done. */
