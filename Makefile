@@ -128,7 +128,7 @@ $(BENCH_POOL): $(call obj,tools/bench/bench_pool.c) $(LIB_PKT)
 $(BENCH_TCP): $(call obj,tools/bench/bench_tcp.c) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BENCH_LINK): $(call obj,tools/bench/bench_link.c) $(LIB_LINK) $(LIB_PKT)
+$(BENCH_LINK): $(call obj,tools/bench/bench_link.c tests/lib/pool_mem.c) $(LIB_LINK) $(LIB_PKT)
 	$(CC) $(LDFLAGS) -o $@ $^ $(URING_LIBS) $(XDP_LIBS) $(LDLIBS)
 
 $(XFER): $(call obj,tests/integration/xfer.c) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_PKT) \
@@ -139,7 +139,7 @@ $(XFER): $(call obj,tests/integration/xfer.c) $(LIB_STACK) $(LIB_LINK) $(LIB_CPL
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 JSONC_LIBS  = $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 JSONC_CFLAGS = $(shell pkg-config --cflags json-c 2>/dev/null)
-TESTLIB := $(call obj,tests/lib/pool_assert.c)
+TESTLIB := $(call obj,tests/lib/pool_assert.c tests/lib/pool_mem.c)
 STACKPAIR := $(call obj,tests/lib/stackpair.c)
 FRAMES := $(call obj,tests/lib/frames.c)
 

@@ -23,13 +23,14 @@
 #include <unistd.h>
 
 #include "pkt_pool.h"
+#include "pool_mem.h"
 #include "tap.h"
 #include "xdp.h"
 
 #define FRAME_LEN  64u
 #define BURST	   64u
 #define SECONDS	   0.5
-#define RUNS	   5 /* figures are medians: the machine is shared */
+#define RUNS	   5	  /* figures are medians: the machine is shared */
 #define ETHER_TEST 0x88b5 /* IEEE local experimental: no kernel protocol takes it */
 #define UDP_PORT   9	  /* what a steering link (xdp) is told to deliver */
 
@@ -53,8 +54,7 @@ struct bench_result {
 	bool ok;
 };
 
-static struct pkt_pool pool;
-static struct onr_stats stats;
+static struct pool_mem pm;
 
 static double now_s(void)
 {
@@ -66,8 +66,7 @@ static double now_s(void)
 
 static int pool_setup(void)
 {
-	static struct onr_pool_shm shm;
-	struct pkt_pool_params pp = {
+	const struct pkt_pool_params pp = {
 	    .max = 4096,
 	    .max_rx = 3072,
 	    .max_tx = 3072,
@@ -75,13 +74,8 @@ static int pool_setup(void)
 	    .prealloc = 4096,
 	    .rx_ring_target = 512,
 	};
-	struct onr_pkt_meta *meta = calloc(pp.max, sizeof(*meta));
-	uint8_t *data = aligned_alloc(ONR_PAGE_SIZE, (size_t)pp.max * ONR_PKT_BUF_SIZE);
 
-	if (!meta || !data)
-		return -ENOMEM;
-	memset(data, 0, (size_t)pp.max * ONR_PKT_BUF_SIZE);
-	return pkt_pool_init(&pool, &shm, meta, data, &stats, &pp);
+	return pool_mem_init(&pm, &pp);
 }
 
 /* ---- links --------------------------------------------------------------------------- */
@@ -265,7 +259,7 @@ static void measure_rx(struct bench_link *b, struct bench_result *r)
 	static const uint8_t src[6] = {0x02, 0, 0, 0, 0, 0x77};
 	struct link *l = b->link;
 	struct generator g = {.ifindex = b->kside_ifindex};
-	uint64_t frames = 0, kicks0 = stats.link_rx_kicks;
+	uint64_t frames = 0, kicks0 = pm.stats.link_rx_kicks;
 	uint32_t heads[BURST];
 	pthread_t t;
 	double t0, t1;
@@ -287,7 +281,7 @@ static void measure_rx(struct bench_link *b, struct bench_result *r)
 
 			l->ops->rx_refill(l);
 			n = l->ops->rx_burst(l, heads, BURST);
-			pkt_pool_put_burst(&pool, heads, n);
+			pkt_pool_put_burst(&pm.pool, heads, n);
 			frames += n;
 		}
 		r->offered_fps = (double)(g.sent - sent0) / (t1 - t0);
@@ -295,12 +289,13 @@ static void measure_rx(struct bench_link *b, struct bench_result *r)
 	atomic_store(&g.stop, true);
 	pthread_join(t, NULL);
 	r->rx_fps = (double)frames / (t1 - t0);
-	r->rx_kicks_per_frame = frames ? (double)(stats.link_rx_kicks - kicks0) / (double)frames : 0;
+	r->rx_kicks_per_frame =
+	    frames ? (double)(pm.stats.link_rx_kicks - kicks0) / (double)frames : 0;
 	/* drain what is left so the TX figure starts clean */
 	for (unsigned n = 1; n;) {
 		l->ops->rx_refill(l);
 		n = l->ops->rx_burst(l, heads, BURST);
-		pkt_pool_put_burst(&pool, heads, n);
+		pkt_pool_put_burst(&pm.pool, heads, n);
 	}
 }
 
@@ -309,7 +304,7 @@ static void measure_tx(struct bench_link *b, struct bench_result *r)
 	static const uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x99}; /* not the kernel side's MAC */
 	struct link *l = b->link;
 	uint8_t frame[FRAME_LEN];
-	uint64_t taken = 0, kicks0 = stats.link_tx_kicks, rx0, rx1;
+	uint64_t taken = 0, kicks0 = pm.stats.link_tx_kicks, rx0, rx1;
 	uint32_t heads[BURST];
 	double t0, t1;
 
@@ -317,24 +312,25 @@ static void measure_tx(struct bench_link *b, struct bench_result *r)
 	rx0 = kside_rx_packets(b->kside);
 	t0 = now_s();
 	while ((t1 = now_s()) - t0 < SECONDS) {
-		unsigned n = pkt_pool_get_burst(&pool, ONR_PKT_TX_RING, heads, BURST), sent;
+		unsigned n = pkt_pool_get_burst(&pm.pool, ONR_PKT_TX_RING, heads, BURST), sent;
 
 		for (unsigned i = 0; i < n; i++) {
-			struct onr_pkt_meta *m = pkt_meta(&pool, heads[i]);
+			struct onr_pkt_meta *m = pkt_meta(&pm.pool, heads[i]);
 
-			memcpy(pkt_buf(&pool, heads[i]), frame, FRAME_LEN);
+			memcpy(pkt_buf(&pm.pool, heads[i]), frame, FRAME_LEN);
 			m->len = FRAME_LEN;
 			m->frame_len = FRAME_LEN;
 		}
 		sent = l->ops->tx_burst(l, heads, n);
-		pkt_pool_put_burst(&pool, heads + sent, n - sent);
+		pkt_pool_put_burst(&pm.pool, heads + sent, n - sent);
 		taken += sent;
 	}
 	l->ops->tx_burst(l, heads, 0); /* reap the last completions */
 	usleep(20000);
 	rx1 = kside_rx_packets(b->kside);
 	r->tx_fps = (double)(rx1 - rx0) / (t1 - t0);
-	r->tx_kicks_per_frame = taken ? (double)(stats.link_tx_kicks - kicks0) / (double)taken : 0;
+	r->tx_kicks_per_frame =
+	    taken ? (double)(pm.stats.link_tx_kicks - kicks0) / (double)taken : 0;
 }
 
 static double median_of_runs(double *v)
@@ -425,7 +421,7 @@ int main(void)
 	pin_to_cpu(pthread_self(), 0);
 	for (unsigned i = 0; i < N_ROWS; i++) {
 		struct bench_link b = {0};
-		int err = rows[i].open(&b, &pool, &stats);
+		int err = rows[i].open(&b, &pm.pool, &pm.stats);
 
 		memset(&res[i], 0, sizeof(res[i]));
 		if (err) {
@@ -460,7 +456,7 @@ int main(void)
 	       "  plain writes, XDP need_wakeup sendto/recvfrom); the plain reads, one per\n"
 	       "  frame, are the data path, not kicks\n");
 	printf("  io-wq worker threads (iou-wrk) seen after the runs: %u\n", workers);
-	if (!pkt_pool_is_full(&pool) || pkt_pool_check(&pool, NULL, 0)) {
+	if (!pkt_pool_is_full(&pm.pool) || pkt_pool_check(&pm.pool, NULL, 0)) {
 		fprintf(stderr, "bench_link: pool not full after the run\n");
 		return 1;
 	}

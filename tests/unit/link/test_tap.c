@@ -27,6 +27,7 @@
 
 #include "pkt_pool.h"
 #include "pool_assert.h"
+#include "pool_mem.h"
 #include "proto.h"
 #include "tap.h"
 
@@ -46,11 +47,7 @@ static const struct mode mode_uring = {.uring = true};
 static const struct mode mode_plain = {.uring = false};
 
 struct fixture {
-	struct onr_pool_shm shm;
-	struct onr_stats stats;
-	struct onr_pkt_meta *meta;
-	uint8_t *data;
-	struct pkt_pool pool;
+	struct pool_mem pm;
 	bool uring;
 	struct link *link;
 	int ifindex;
@@ -77,11 +74,7 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	f->uring = m->uring;
-	f->meta = calloc(pp.max, sizeof(*f->meta));
-	f->data = aligned_alloc(ONR_PAGE_SIZE, (size_t)pp.max * ONR_PKT_BUF_SIZE);
-	assert_non_null(f->meta);
-	assert_non_null(f->data);
-	assert_int_equal(pkt_pool_init(&f->pool, &f->shm, f->meta, f->data, &f->stats, &pp), 0);
+	assert_int_equal(pool_mem_init(&f->pm, &pp), 0);
 	*state = f;
 	return 0;
 }
@@ -92,9 +85,8 @@ static int teardown(void **state)
 
 	if (f->link)
 		f->link->ops->close(f->link);
-	assert_pool_full(&f->pool);
-	free(f->meta);
-	free(f->data);
+	assert_pool_full(&f->pm.pool);
+	pool_mem_fini(&f->pm);
 	free(f);
 	return 0;
 }
@@ -102,8 +94,9 @@ static int teardown(void **state)
 static void skip_without_netns(void)
 {
 	if (netns_skip) {
-		print_message("[  SKIP    ] tap tests need root and a private network namespace: %s\n",
-			      netns_skip);
+		print_message(
+		    "[  SKIP    ] tap tests need root and a private network namespace: %s\n",
+		    netns_skip);
 		skip();
 	}
 }
@@ -156,8 +149,8 @@ static void tap_open(struct fixture *f, const char *name, uint16_t link_mtu, uin
 		     uint32_t rx_target)
 {
 	struct link_tap_params p = {.name = name,
-				    .pool = &f->pool,
-				    .stats = &f->stats,
+				    .pool = &f->pm.pool,
+				    .stats = &f->pm.stats,
 				    .mtu = link_mtu,
 				    .rx_target = rx_target,
 				    .tx_size = 256,
@@ -244,10 +237,10 @@ static unsigned rx_collect(struct fixture *f, uint16_t dport, uint32_t *heads, u
 		l->ops->rx_refill(l);
 		n = l->ops->rx_burst(l, burst, 64);
 		for (unsigned i = 0; i < n; i++) {
-			if (got < want && frame_is_udp_to(&f->pool, burst[i], dport))
+			if (got < want && frame_is_udp_to(&f->pm.pool, burst[i], dport))
 				heads[got++] = burst[i];
 			else
-				pkt_pool_put(&f->pool, burst[i]);
+				pkt_pool_put(&f->pm.pool, burst[i]);
 		}
 		if (n == 0) {
 			struct pollfd pfd = {.fd = l->wait_fd, .events = POLLIN};
@@ -258,15 +251,14 @@ static unsigned rx_collect(struct fixture *f, uint16_t dport, uint32_t *heads, u
 }
 
 /* The frame carries exactly what the kernel sent, to the link's MAC. */
-static void assert_udp_frame(struct fixture *f, uint32_t head, const uint8_t *payload,
-			     size_t len)
+static void assert_udp_frame(struct fixture *f, uint32_t head, const uint8_t *payload, size_t len)
 {
-	uint32_t flen = pkt_meta(&f->pool, head)->frame_len;
+	uint32_t flen = pkt_meta(&f->pm.pool, head)->frame_len;
 	uint8_t *frame = malloc(flen);
 
 	assert_non_null(frame);
 	assert_int_equal(flen, HDRS_LEN + len);
-	assert_int_equal(pkt_chain_copy_out(&f->pool, head, 0, frame, flen), flen);
+	assert_int_equal(pkt_chain_copy_out(&f->pm.pool, head, 0, frame, flen), flen);
 	assert_memory_equal(frame, f->link->mac, 6);
 	assert_memory_equal(frame + 6, f->dev_mac, 6);
 	assert_memory_equal(frame + HDRS_LEN, payload, len);
@@ -320,13 +312,13 @@ static uint32_t tx_frame(struct fixture *f, uint16_t dport, const uint8_t *paylo
 	uint32_t head;
 
 	if (flen + 128 <= ONR_PKT_BUF_SIZE) {
-		assert_int_equal(pkt_pool_get(&f->pool, ONR_PKT_TX_RING, &head), 0);
-		pkt_meta(&f->pool, head)->off = 128;
+		assert_int_equal(pkt_pool_get(&f->pm.pool, ONR_PKT_TX_RING, &head), 0);
+		pkt_meta(&f->pm.pool, head)->off = 128;
 	} else {
-		assert_int_equal(pkt_pool_get_chain(&f->pool, ONR_PKT_TX_RING, (uint32_t)flen, &head),
-				 0);
+		assert_int_equal(
+		    pkt_pool_get_chain(&f->pm.pool, ONR_PKT_TX_RING, (uint32_t)flen, &head), 0);
 	}
-	assert_int_equal(pkt_chain_copy_in(&f->pool, head, fr, flen), flen);
+	assert_int_equal(pkt_chain_copy_in(&f->pm.pool, head, fr, flen), flen);
 	return head;
 }
 
@@ -386,11 +378,11 @@ static void test_tap_rx__kernel_datagram__arrives_intact(void **state)
 	payload_fill(payload, sizeof(payload), 1);
 	kernel_send(7001, payload, sizeof(payload));
 	assert_int_equal(rx_collect(f, 7001, &head, 1, 2000), 1);
-	assert_int_equal(pkt_meta(&f->pool, head)->owner, ONR_PKT_RX_RING);
-	assert_int_equal(pkt_meta(&f->pool, head)->chain_next, ONR_PKT_NIL);
+	assert_int_equal(pkt_meta(&f->pm.pool, head)->owner, ONR_PKT_RX_RING);
+	assert_int_equal(pkt_meta(&f->pm.pool, head)->chain_next, ONR_PKT_NIL);
 	assert_udp_frame(f, head, payload, sizeof(payload));
-	pkt_pool_put(&f->pool, head);
-	assert_int_equal(f->stats.link_rx_errors, 0);
+	pkt_pool_put(&f->pm.pool, head);
+	assert_int_equal(f->pm.stats.link_rx_errors, 0);
 }
 
 static void test_tap_tx__frame__reaches_kernel_socket(void **state)
@@ -408,8 +400,8 @@ static void test_tap_tx__frame__reaches_kernel_socket(void **state)
 	tx_all(f, &head, 1);
 	kernel_recv_expect(s, payload, sizeof(payload));
 	f->link->ops->tx_burst(f->link, NULL, 0); /* reap the completion */
-	assert_int_equal(f->stats.link_tx_errors, 0);
-	assert_int_equal(f->stats.link_tx_kicks, 1);
+	assert_int_equal(f->pm.stats.link_tx_errors, 0);
+	assert_int_equal(f->pm.stats.link_tx_kicks, 1);
 	close(s);
 }
 
@@ -431,8 +423,8 @@ static void test_tap_rx__burst_of_many__all_arrive_in_order(void **state)
 		payload_fill(payload, sizeof(payload), i);
 		assert_udp_frame(f, heads[i], payload, sizeof(payload));
 	}
-	pkt_pool_put_burst(&f->pool, heads, N);
-	assert_int_equal(f->stats.link_rx_errors, 0);
+	pkt_pool_put_burst(&f->pm.pool, heads, N);
+	assert_int_equal(f->pm.stats.link_rx_errors, 0);
 }
 
 static void test_tap_tx__burst_of_many__all_arrive_without_workers(void **state)
@@ -456,13 +448,13 @@ static void test_tap_tx__burst_of_many__all_arrive_without_workers(void **state)
 		kernel_recv_expect(s, payload, sizeof(payload));
 	}
 	f->link->ops->tx_burst(f->link, NULL, 0);
-	assert_int_equal(f->stats.link_tx_errors, 0);
+	assert_int_equal(f->pm.stats.link_tx_errors, 0);
 	/* io_uring: one submit for the whole burst, and the writes were not handed to io-wq
 	 * workers (they would show as iou-wrk threads of this process). */
 	if (f->uring)
-		assert_int_equal(f->stats.link_tx_kicks, 1);
+		assert_int_equal(f->pm.stats.link_tx_kicks, 1);
 	else
-		assert_int_equal(f->stats.link_tx_kicks, N);
+		assert_int_equal(f->pm.stats.link_tx_kicks, N);
 	assert_int_equal(iou_worker_threads(), 0);
 	close(s);
 }
@@ -481,17 +473,17 @@ static void test_tap_jumbo__mtu_9000__frames_are_chains_both_ways(void **state)
 	payload_fill(payload, sizeof(payload), 9);
 	kernel_send(7005, payload, sizeof(payload));
 	assert_int_equal(rx_collect(f, 7005, &head, 1, 2000), 1);
-	assert_int_equal(pkt_chain_count(&f->pool, head), 5);
+	assert_int_equal(pkt_chain_count(&f->pm.pool, head), 5);
 	assert_udp_frame(f, head, payload, sizeof(payload));
-	pkt_pool_put(&f->pool, head);
+	pkt_pool_put(&f->pm.pool, head);
 
 	s = kernel_bound(7006);
 	head = tx_frame(f, 7006, payload, sizeof(payload));
-	assert_true(pkt_chain_count(&f->pool, head) > 1);
+	assert_true(pkt_chain_count(&f->pm.pool, head) > 1);
 	tx_all(f, &head, 1);
 	kernel_recv_expect(s, payload, sizeof(payload));
-	assert_int_equal(f->stats.link_tx_errors, 0);
-	assert_int_equal(f->stats.link_rx_errors, 0);
+	assert_int_equal(f->pm.stats.link_tx_errors, 0);
+	assert_int_equal(f->pm.stats.link_rx_errors, 0);
 	close(s);
 }
 
@@ -509,8 +501,8 @@ static void test_tap_rx__frame_longer_than_mtu__is_counted_and_dropped(void **st
 	kernel_send(7007, payload, 500);
 	assert_int_equal(rx_collect(f, 7007, &head, 1, 2000), 1);
 	assert_udp_frame(f, head, payload, 500);
-	pkt_pool_put(&f->pool, head);
-	assert_int_equal(f->stats.link_rx_errors, 1);
+	pkt_pool_put(&f->pm.pool, head);
+	assert_int_equal(f->pm.stats.link_rx_errors, 1);
 }
 
 static void test_tap_rx__pool_at_rx_cap__frames_wait_and_arrive_later(void **state)
@@ -523,21 +515,21 @@ static void test_tap_rx__pool_at_rx_cap__frames_wait_and_arrive_later(void **sta
 	skip_without_netns();
 	tap_open(f, NULL, 1500, 1500, 32);
 	/* RX holds all but 4 of its 768 buffers: the link can post only 4 of its 32 */
-	assert_int_equal(pkt_pool_get_burst(&f->pool, ONR_PKT_RX_QUEUED, held, HELD), HELD);
+	assert_int_equal(pkt_pool_get_burst(&f->pm.pool, ONR_PKT_RX_QUEUED, held, HELD), HELD);
 	for (unsigned i = 0; i < N; i++)
 		kernel_send(7008, "x", 1);
 	got = rx_collect(f, 7008, heads, N, 300);
 	assert_int_equal(got, 4);
-	assert_true(f->stats.pool_rx_cap_hits > 0);
-	assert_true(f->stats.pool_get_fail_rx > 0);
+	assert_true(f->pm.stats.pool_rx_cap_hits > 0);
+	assert_true(f->pm.stats.pool_get_fail_rx > 0);
 	/* the rest waited in the device's queue; buffers come back and they arrive */
-	pkt_pool_put_burst(&f->pool, held, HELD);
-	pkt_pool_put_burst(&f->pool, heads, got);
+	pkt_pool_put_burst(&f->pm.pool, held, HELD);
+	pkt_pool_put_burst(&f->pm.pool, heads, got);
 	assert_int_equal(rx_collect(f, 7008, heads, N - 4, 2000), N - 4);
-	pkt_pool_put_burst(&f->pool, heads, N - 4);
+	pkt_pool_put_burst(&f->pm.pool, heads, N - 4);
 	if (f->uring)
-		assert_true(f->stats.link_rx_rearm >= 1);
-	assert_int_equal(f->stats.link_rx_errors, 0);
+		assert_true(f->pm.stats.link_rx_rearm >= 1);
+	assert_int_equal(f->pm.stats.link_rx_errors, 0);
 }
 
 static bool readable(int fd, int timeout_ms)
@@ -563,13 +555,13 @@ static void test_tap_wait_fd__frame_arrives__wakes_a_sleeper_then_settles(void *
 	assert_false(readable(l->wait_fd, 0));
 	kernel_send(7011, "wake", 4);
 	assert_true(readable(l->wait_fd, 1000));
-	kicks = f->stats.link_rx_kicks;
+	kicks = f->pm.stats.link_rx_kicks;
 	n = l->ops->rx_burst(l, heads, 8);
 	assert_int_equal(n, 1);
-	assert_true(frame_is_udp_to(&f->pool, heads[0], 7011));
+	assert_true(frame_is_udp_to(&f->pm.pool, heads[0], 7011));
 	/* at most one syscall to fetch it, none in plain mode (its reads are not kicks) */
-	assert_true(f->stats.link_rx_kicks - kicks <= (f->uring ? 1 : 0));
-	pkt_pool_put(&f->pool, heads[0]);
+	assert_true(f->pm.stats.link_rx_kicks - kicks <= (f->uring ? 1 : 0));
+	pkt_pool_put(&f->pm.pool, heads[0]);
 	/* nothing left: a sleeper would sleep */
 	assert_int_equal(l->ops->rx_burst(l, heads, 8), 0);
 	assert_false(readable(l->wait_fd, 0));
@@ -593,7 +585,7 @@ static void test_tap_open__existing_name__attaches_and_leaves_it(void **state)
 	kernel_send(7009, payload, sizeof(payload));
 	assert_int_equal(rx_collect(f, 7009, &head, 1, 2000), 1);
 	assert_udp_frame(f, head, payload, sizeof(payload));
-	pkt_pool_put(&f->pool, head);
+	pkt_pool_put(&f->pm.pool, head);
 	f->link->ops->close(f->link);
 	f->link = NULL;
 	/* persistent, and not ours: still there */
@@ -642,9 +634,11 @@ static void netns_enter(void)
 }
 
 /* Each test twice, named for its mode. */
-#define BOTH(fn)                                                                                \
-	{#fn " (io_uring)", fn, setup, teardown, (void *)&mode_uring},                          \
-	    {#fn " (readv)", fn, setup, teardown, (void *)&mode_plain}
+#define BOTH(fn)                                                         \
+	{#fn " (io_uring)", fn, setup, teardown, (void *)&mode_uring},   \
+	{                                                                \
+#fn " (readv)", fn, setup, teardown, (void *)&mode_plain \
+	}
 
 int main(void)
 {

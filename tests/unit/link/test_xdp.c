@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -37,6 +36,7 @@
 
 #include "pkt_pool.h"
 #include "pool_assert.h"
+#include "pool_mem.h"
 #include "proto.h"
 #include "xdp.h"
 
@@ -61,12 +61,7 @@ static struct {
 } env;
 
 struct fixture {
-	struct onr_pool_shm shm;
-	struct onr_stats stats;
-	struct onr_pkt_meta *meta;
-	uint8_t *data;
-	size_t data_len;
-	struct pkt_pool pool;
+	struct pool_mem pm;
 	struct link *link;
 	bool jumbo; /* MTUs raised: put back at teardown */
 };
@@ -301,14 +296,7 @@ static struct fixture *fixture_new(const struct pkt_pool_params *pp)
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	f->meta = calloc(pp->max, sizeof(*f->meta));
-	f->data_len = (size_t)pp->max * ONR_PKT_BUF_SIZE;
-	/* private: a forked child that opens a link gets pages of its own */
-	f->data =
-	    mmap(NULL, f->data_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_non_null(f->meta);
-	assert_true(f->data != MAP_FAILED);
-	assert_int_equal(pkt_pool_init(&f->pool, &f->shm, f->meta, f->data, &f->stats, pp), 0);
+	assert_int_equal(pool_mem_init(&f->pm, pp), 0);
 	return f;
 }
 
@@ -349,9 +337,8 @@ static int teardown(void **state)
 		run("ip link set " IFNAME " mtu 1500");
 		peer_run("ip link set " PEERNAME " mtu 1500");
 	}
-	assert_pool_full(&f->pool);
-	munmap(f->data, f->data_len);
-	free(f->meta);
+	assert_pool_full(&f->pm.pool);
+	pool_mem_fini(&f->pm);
 	free(f);
 	assert_int_equal(left, 0);
 	return 0;
@@ -362,8 +349,8 @@ static int link_open(struct fixture *f, bool generic, uint16_t mtu, uint32_t rx_
 	const struct link_xdp_params p = {
 	    .ifname = IFNAME,
 	    .queue = 0,
-	    .pool = &f->pool,
-	    .stats = &f->stats,
+	    .pool = &f->pm.pool,
+	    .stats = &f->pm.stats,
 	    .mtu = mtu,
 	    .rx_target = rx_target,
 	    .tx_size = 256,
@@ -428,13 +415,13 @@ static uint32_t tx_frame_new(struct fixture *f, const uint8_t *frame, size_t len
 	uint32_t head;
 
 	if (len + HEADROOM <= ONR_PKT_BUF_SIZE) {
-		assert_int_equal(pkt_pool_get(&f->pool, ONR_PKT_TX_RING, &head), 0);
-		pkt_meta(&f->pool, head)->off = HEADROOM;
+		assert_int_equal(pkt_pool_get(&f->pm.pool, ONR_PKT_TX_RING, &head), 0);
+		pkt_meta(&f->pm.pool, head)->off = HEADROOM;
 	} else {
 		assert_int_equal(
-		    pkt_pool_get_chain(&f->pool, ONR_PKT_TX_RING, (uint32_t)len, &head), 0);
+		    pkt_pool_get_chain(&f->pm.pool, ONR_PKT_TX_RING, (uint32_t)len, &head), 0);
 	}
-	assert_int_equal(pkt_chain_copy_in(&f->pool, head, frame, len), len);
+	assert_int_equal(pkt_chain_copy_in(&f->pm.pool, head, frame, len), len);
 	return head;
 }
 
@@ -457,11 +444,11 @@ static void tx_drain(struct fixture *f)
 {
 	int64_t until = now_ms() + 2000;
 
-	while (f->shm.count[ONR_PKT_TX_RING] && now_ms() < until) {
+	while (f->pm.shm.count[ONR_PKT_TX_RING] && now_ms() < until) {
 		f->link->ops->rx_refill(f->link);
 		usleep(100);
 	}
-	assert_int_equal(f->shm.count[ONR_PKT_TX_RING], 0);
+	assert_int_equal(f->pm.shm.count[ONR_PKT_TX_RING], 0);
 }
 
 /* Poll the link as a stack would until `want` frames came or the time ran out. */
@@ -485,7 +472,7 @@ static unsigned rx_wait(struct fixture *f, uint32_t *heads, unsigned want, int m
 static void put_all(struct fixture *f, const uint32_t *heads, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
-		pkt_pool_put(&f->pool, heads[i]);
+		pkt_pool_put(&f->pm.pool, heads[i]);
 }
 
 /*
@@ -497,12 +484,12 @@ static size_t rx_frame_check(struct fixture *f, uint32_t head, uint8_t proto, ui
 			     uint8_t *payload)
 {
 	static uint8_t b[16384];
-	size_t len = pkt_meta(&f->pool, head)->frame_len, ihl;
+	size_t len = pkt_meta(&f->pm.pool, head)->frame_len, ihl;
 	const uint8_t *ip = b + 14;
 
-	assert_int_equal(pkt_meta(&f->pool, head)->owner, ONR_PKT_RX_RING);
+	assert_int_equal(pkt_meta(&f->pm.pool, head)->owner, ONR_PKT_RX_RING);
 	assert_true(len >= 14 + 20 + 8 && len <= sizeof(b));
-	assert_int_equal(pkt_chain_copy_out(&f->pool, head, 0, b, len), len);
+	assert_int_equal(pkt_chain_copy_out(&f->pm.pool, head, 0, b, len), len);
 	assert_memory_equal(b, mac_link, 6);
 	assert_int_equal(b[12] << 8 | b[13], 0x0800);
 	assert_int_equal(ip[9], proto);
@@ -533,7 +520,7 @@ static void check_attach_and_detach(struct fixture *f, bool generic)
 	assert_string_equal(f->link->ops->kind, "xdp");
 	assert_memory_equal(f->link->mac, mac_link, 6);
 	assert_true(f->link->wait_fd >= 0);
-	assert_int_equal(f->shm.count[ONR_PKT_RX_RING], 256);
+	assert_int_equal(f->pm.shm.count[ONR_PKT_RX_RING], 256);
 	id = attached_prog(&mode);
 	assert_int_not_equal(id, 0);
 	assert_int_equal(mode, generic ? XDP_ATTACHED_SKB : XDP_ATTACHED_DRV);
@@ -544,7 +531,7 @@ static void check_attach_and_detach(struct fixture *f, bool generic)
 	link_close(f);
 	assert_int_equal(attached_prog(NULL), 0);
 	assert_int_not_equal(run("ip link show dev " IFNAME " | grep -q 'prog/xdp'"), 0);
-	assert_pool_full(&f->pool);
+	assert_pool_full(&f->pm.pool);
 }
 
 static void test_xdp_open__native__attaches_in_driver_mode_and_close_detaches(void **state)
@@ -563,8 +550,8 @@ static void test_xdp_open__no_such_interface__is_enodev(void **state)
 {
 	struct fixture *f = *state;
 	const struct link_xdp_params p = {.ifname = "onrx-none",
-					  .pool = &f->pool,
-					  .stats = &f->stats,
+					  .pool = &f->pm.pool,
+					  .stats = &f->pm.stats,
 					  .mtu = 1500,
 					  .rx_target = 64,
 					  .tx_size = 64};
@@ -600,7 +587,7 @@ static void check_steering(struct fixture *f, bool generic)
 	assert_int_equal(f->link->ops->flow_add(f->link, IPPROTO_UDP, addr, htons(5000)), 0);
 	assert_int_equal(f->link->ops->flow_add(f->link, IPPROTO_UDP, 0, htons(5002)), 0);
 	assert_int_equal(f->link->ops->flow_add(f->link, IPPROTO_TCP, addr, htons(5003)), 0);
-	assert_int_equal(f->stats.link_flows_added, 3);
+	assert_int_equal(f->pm.stats.link_flows_added, 3);
 
 	/* the steered port: to the link, checksums finished by the peer */
 	udp_send_to(peer, ADDR_LINK, 5000, "to-the-stack", 12);
@@ -674,8 +661,8 @@ static void test_xdp_flow_del__steered_port__goes_back_to_kernel(void **state)
 	assert_int_equal(f->link->ops->flow_del(f->link, IPPROTO_UDP, addr, htons(5000)), 0);
 	assert_int_equal(f->link->ops->flow_del(f->link, IPPROTO_UDP, addr, htons(5000)), -ENOENT);
 	assert_int_equal(f->link->ops->flow_add(f->link, 1 /* ICMP */, addr, 0), -EINVAL);
-	assert_int_equal(f->stats.link_flows_added, 1);
-	assert_int_equal(f->stats.link_flows_removed, 1);
+	assert_int_equal(f->pm.stats.link_flows_added, 1);
+	assert_int_equal(f->pm.stats.link_flows_removed, 1);
 	kern = udp_bound(own_socket(SOCK_DGRAM), ADDR_LINK, 5000);
 	udp_send_to(peer, ADDR_LINK, 5000, "two", 3);
 	assert_int_equal(recv(kern, buf, sizeof(buf), 0), 3);
@@ -700,9 +687,9 @@ static void test_xdp_rx__icmp_error_about_a_steered_flow__arrives_at_link(void *
 	head = tx_frame_new(f, frame, len);
 	tx_all(f, &head, 1);
 	assert_int_equal(rx_wait(f, heads, 1, 2000, true), 1);
-	n = pkt_meta(&f->pool, heads[0])->frame_len;
+	n = pkt_meta(&f->pm.pool, heads[0])->frame_len;
 	assert_true(n >= 14 + 20 + 8 + 28 && n <= sizeof(b));
-	pkt_chain_copy_out(&f->pool, heads[0], 0, b, n);
+	pkt_chain_copy_out(&f->pm.pool, heads[0], 0, b, n);
 	assert_int_equal(b[14 + 9], 1);	     /* ICMP */
 	assert_int_equal(b[14 + 20], 3);     /* destination unreachable */
 	assert_int_equal(b[14 + 20 + 1], 3); /* port unreachable */
@@ -730,7 +717,7 @@ static void check_tx_to_peer(struct fixture *f, bool generic)
 	assert_int_equal(recv(peer, buf, sizeof(buf), 0), 13);
 	assert_memory_equal(buf, "from-the-link", 13);
 	tx_drain(f);
-	assert_true(f->stats.link_tx_kicks >= 1); /* copy mode always needs a kick */
+	assert_true(f->pm.stats.link_tx_kicks >= 1); /* copy mode always needs a kick */
 	link_close(f);
 }
 
@@ -773,7 +760,7 @@ static void test_xdp_burst__many_frames_each_way__all_arrive_and_pool_balances(v
 			    f, frame, udp_frame_build(frame, 6000, payload, sizeof(payload)));
 		}
 		tx_all(f, batch, n);
-		assert_pool_consistent(&f->pool);
+		assert_pool_consistent(&f->pm.pool);
 	}
 	for (unsigned i = 0; i < N_TX; i++) {
 		uint8_t b[64];
@@ -786,7 +773,7 @@ static void test_xdp_burst__many_frames_each_way__all_arrive_and_pool_balances(v
 	}
 	tx_drain(f);
 	/* kicks come per batch of the kernel (32 descriptors), never one per frame */
-	assert_true(f->stats.link_tx_kicks <= N_TX / 16);
+	assert_true(f->pm.stats.link_tx_kicks <= N_TX / 16);
 
 	/* the other way: a burst from the peer, all in the posted buffers */
 	assert_int_equal(f->link->ops->flow_add(f->link, IPPROTO_UDP, 0, htons(5000)), 0);
@@ -802,11 +789,11 @@ static void test_xdp_burst__many_frames_each_way__all_arrive_and_pool_balances(v
 		memcpy(&seq, payload, 4);
 		assert_int_equal(seq, i); /* one queue, in order */
 	}
-	assert_int_equal(f->shm.count[ONR_PKT_RX_RING], 256);
+	assert_int_equal(f->pm.shm.count[ONR_PKT_RX_RING], 256);
 	put_all(f, heads, got);
 	assert_int_equal(f->link->ops->rx_refill(f->link), N_RX);
-	assert_int_equal(f->shm.count[ONR_PKT_RX_RING], 256);
-	assert_pool_consistent(&f->pool);
+	assert_int_equal(f->pm.shm.count[ONR_PKT_RX_RING], 256);
+	assert_pool_consistent(&f->pm.pool);
 	link_close(f);
 }
 
@@ -820,27 +807,27 @@ static void test_xdp_rx__rx_cap_reached__fill_ring_stays_short_and_accounting_ho
 	peer = peer_socket(SOCK_DGRAM);
 	/* the link wants 64 posted, the RX path may hold 48 */
 	assert_int_equal(link_open(f, false, 1500, 64), 0);
-	assert_int_equal(f->shm.count[ONR_PKT_RX_RING], 48);
+	assert_int_equal(f->pm.shm.count[ONR_PKT_RX_RING], 48);
 	assert_int_equal(f->link->ops->flow_add(f->link, IPPROTO_UDP, 0, htons(5000)), 0);
 	for (uint32_t i = 0; i < 100; i++)
 		udp_send_to(peer, ADDR_LINK, 5000, &i, sizeof(i));
 	/* no refill while the frames are held: the kernel drops what finds no buffer */
 	assert_int_equal(rx_wait(f, heads, 64, 1000, false), 48);
 	assert_int_equal(f->link->ops->rx_refill(f->link), 0);
-	assert_int_equal(pkt_pool_pressure(&f->pool), ONR_PRESSURE_CRITICAL);
-	assert_pool_consistent(&f->pool);
+	assert_int_equal(pkt_pool_pressure(&f->pm.pool), ONR_PRESSURE_CRITICAL);
+	assert_pool_consistent(&f->pm.pool);
 
 	/* sockets keep 40 of them: the ring gets only what the cap leaves */
 	for (unsigned i = 0; i < 40; i++)
-		assert_int_equal(pkt_pool_set_owner(&f->pool, heads[i], ONR_PKT_RX_QUEUED), 0);
+		assert_int_equal(pkt_pool_set_owner(&f->pm.pool, heads[i], ONR_PKT_RX_QUEUED), 0);
 	put_all(f, heads + 40, 8);
 	assert_int_equal(f->link->ops->rx_refill(f->link), 8);
-	assert_int_equal(f->stats.link_rx_rearm, 1);
+	assert_int_equal(f->pm.stats.link_rx_rearm, 1);
 	for (uint32_t i = 0; i < 20; i++)
 		udp_send_to(peer, ADDR_LINK, 5000, &i, sizeof(i));
 	assert_int_equal(rx_wait(f, heads + 40, 24, 1000, true), 8);
-	assert_int_equal(f->shm.count[ONR_PKT_RX_RING] + f->shm.count[ONR_PKT_RX_QUEUED], 48);
-	assert_pool_consistent(&f->pool);
+	assert_int_equal(f->pm.shm.count[ONR_PKT_RX_RING] + f->pm.shm.count[ONR_PKT_RX_QUEUED], 48);
+	assert_pool_consistent(&f->pm.pool);
 
 	put_all(f, heads, 48);
 	assert_int_equal(f->link->ops->rx_refill(f->link), 48);
@@ -905,9 +892,8 @@ static void test_xdp_open__while_another_stack_is_live__is_ebusy(void **state)
 	assert_int_equal(link_open(g, true, 1500, 256), -EBUSY);
 	g->link = NULL;
 	assert_int_equal(attached_prog(NULL), id);
-	assert_pool_full(&g->pool);
-	munmap(g->data, g->data_len);
-	free(g->meta);
+	assert_pool_full(&g->pm.pool);
+	pool_mem_fini(&g->pm);
 	free(g);
 	link_close(f);
 }
@@ -960,8 +946,8 @@ static void check_jumbo(struct fixture *f, bool generic)
 	assert_int_equal(f->link->ops->flow_add(f->link, IPPROTO_UDP, 0, htons(5000)), 0);
 	udp_send_to(peer, ADDR_LINK, 5000, payload, PAYLOAD);
 	assert_int_equal(rx_wait(f, &head, 1, 2000, true), 1);
-	assert_int_equal(pkt_meta(&f->pool, head)->frame_len, 14 + 20 + 8 + PAYLOAD);
-	assert_true(pkt_chain_count(&f->pool, head) >= 5);
+	assert_int_equal(pkt_meta(&f->pm.pool, head)->frame_len, 14 + 20 + 8 + PAYLOAD);
+	assert_true(pkt_chain_count(&f->pm.pool, head) >= 5);
 	assert_int_equal(rx_frame_check(f, head, 17, 5000, back), PAYLOAD);
 	assert_memory_equal(back, payload, PAYLOAD);
 	put_all(f, &head, 1);
@@ -969,7 +955,7 @@ static void check_jumbo(struct fixture *f, bool generic)
 	/* out: a chain of buffers becomes one frame at the peer */
 	len = udp_frame_build(frame, 6000, payload, PAYLOAD);
 	head = tx_frame_new(f, frame, len);
-	assert_true(pkt_chain_count(&f->pool, head) > 1);
+	assert_true(pkt_chain_count(&f->pm.pool, head) > 1);
 	tx_all(f, &head, 1);
 	memset(back, 0, sizeof(back));
 	assert_int_equal(recv(peer, back, sizeof(back), 0), PAYLOAD);

@@ -15,32 +15,20 @@
 
 #include "pkt_pool.h"
 #include "pool_assert.h"
+#include "pool_mem.h"
 
-struct fixture {
-	struct onr_pool_shm shm;
-	struct onr_stats stats;
-	struct onr_pkt_meta *meta;
-	uint8_t *data;
-	struct pkt_pool pool;
-};
-
-static struct fixture *fixture_new(const struct pkt_pool_params *pp)
+static struct pool_mem *fixture_new(const struct pkt_pool_params *pp)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct pool_mem *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	f->meta = calloc(pp->max, sizeof(*f->meta));
-	f->data = aligned_alloc(ONR_PAGE_SIZE, (size_t)pp->max * ONR_PKT_BUF_SIZE);
-	assert_non_null(f->meta);
-	assert_non_null(f->data);
-	assert_int_equal(pkt_pool_init(&f->pool, &f->shm, f->meta, f->data, &f->stats, pp), 0);
+	assert_int_equal(pool_mem_init(f, pp), 0);
 	return f;
 }
 
-static void fixture_free(struct fixture *f)
+static void fixture_free(struct pool_mem *f)
 {
-	free(f->meta);
-	free(f->data);
+	pool_mem_fini(f);
 	free(f);
 }
 
@@ -68,7 +56,7 @@ static int teardown(void **state)
 
 static void test_pool_get__fresh_buffer__is_held_once_and_returns_on_put(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t id;
 
@@ -85,7 +73,7 @@ static void test_pool_get__fresh_buffer__is_held_once_and_returns_on_put(void **
 
 static void test_pool_get__free_owner__is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	uint32_t id;
 
 	assert_int_equal(pkt_pool_get(&f->pool, ONR_PKT_FREE, &id), -ENOBUFS);
@@ -95,7 +83,7 @@ static void test_pool_get__free_owner__is_refused(void **state)
 
 static void test_pool_burst__short_pool__returns_what_there_is(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t ids[256];
 	unsigned got = pkt_pool_get_burst(p, ONR_PKT_RX_RING, ids, 256);
@@ -110,7 +98,7 @@ static void test_pool_burst__short_pool__returns_what_there_is(void **state)
 
 static void test_pool_bulk__not_enough__takes_nothing(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t ids[256];
 	uint32_t alloc_before = f->shm.alloc;
@@ -125,7 +113,7 @@ static void test_pool_bulk__not_enough__takes_nothing(void **state)
 
 static void test_pool_grow__beyond_prealloc__brings_buffers_in_on_demand(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t ids[200];
 
@@ -147,7 +135,7 @@ static void test_pool_grow__beyond_prealloc__brings_buffers_in_on_demand(void **
 
 static void test_pool_caps__rx_full__tx_still_served(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t rx[192], tx[64];
 
@@ -163,7 +151,7 @@ static void test_pool_caps__rx_full__tx_still_served(void **state)
 
 static void test_pool_caps__tx_full__rx_still_served(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t tx[192], rx[64];
 
@@ -187,7 +175,7 @@ static void test_pool_reserve__last_buffers__only_rx_may_take(void **state)
 	    .prealloc = 64,
 	    .rx_ring_target = 8,
 	};
-	struct fixture *f = fixture_new(&pp);
+	struct pool_mem *f = fixture_new(&pp);
 	struct pkt_pool *p = &f->pool;
 	uint32_t tx[64], rx[8], id;
 
@@ -215,7 +203,7 @@ static void test_pool_pressure__ring_unfillable_then_exhausted__goes_low_then_cr
 	    .prealloc = 128,
 	    .rx_ring_target = 32,
 	};
-	struct fixture *f = fixture_new(&pp);
+	struct pool_mem *f = fixture_new(&pp);
 	struct pkt_pool *p = &f->pool;
 	uint32_t ring[32], queued[96], tx[96];
 	unsigned nq;
@@ -249,7 +237,7 @@ static void test_pool_pressure__ring_unfillable_then_exhausted__goes_low_then_cr
 
 static void test_pool_pressure__rx_at_cap__is_critical(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t ids[192];
 
@@ -262,7 +250,7 @@ static void test_pool_pressure__rx_at_cap__is_critical(void **state)
 
 static void test_pool_pressure__at_the_boundary__does_not_flap(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t ids[192], id;
 
@@ -282,7 +270,7 @@ static void test_pool_pressure__at_the_boundary__does_not_flap(void **state)
 
 static void test_pool_chain__jumbo_frame__is_a_chain_of_whole_buffers(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint8_t in[9000], out[9000];
 	uint32_t head;
@@ -305,7 +293,7 @@ static void test_pool_chain__jumbo_frame__is_a_chain_of_whole_buffers(void **sta
 
 static void test_pool_chain__fragmented_pool__still_builds_jumbo_frames(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t ids[180], head;
 
@@ -334,7 +322,7 @@ static void test_pool_chain__too_few_buffers__takes_nothing(void **state)
 	    .prealloc = 0,
 	    .rx_ring_target = 8,
 	};
-	struct fixture *f = fixture_new(&pp);
+	struct pool_mem *f = fixture_new(&pp);
 	uint32_t head;
 
 	(void)state;
@@ -348,7 +336,7 @@ static void test_pool_chain__too_few_buffers__takes_nothing(void **state)
 
 static void test_pool_chain__append__joins_frames(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t a, b;
 
@@ -363,7 +351,7 @@ static void test_pool_chain__append__joins_frames(void **state)
 
 static void test_pool_ref__two_holders__frame_freed_by_the_last(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t head;
 
@@ -377,7 +365,7 @@ static void test_pool_ref__two_holders__frame_freed_by_the_last(void **state)
 
 static void test_pool_set_owner__chain__moves_every_buffer(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t head;
 
@@ -392,7 +380,7 @@ static void test_pool_set_owner__chain__moves_every_buffer(void **state)
 
 static void test_pool_set_owner__into_a_full_path__is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t rx[192], tx;
 
@@ -410,7 +398,7 @@ static void test_pool_set_owner__into_a_full_path__is_refused(void **state)
 
 static void test_pool_put__twice__is_counted_and_harmless(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t id, other;
 
@@ -431,7 +419,7 @@ static void test_pool_put__twice__is_counted_and_harmless(void **state)
 
 static void test_pool_leaks__held_buffer__is_named_with_owner_and_socket(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	char report[512];
 	uint32_t id;
@@ -450,7 +438,7 @@ static void test_pool_leaks__held_buffer__is_named_with_owner_and_socket(void **
 
 static void test_pool_check__corrupted_accounting__is_named(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	char report[512];
 	uint32_t id;
@@ -470,7 +458,7 @@ static void test_pool_check__corrupted_accounting__is_named(void **state)
 
 static void test_pool_recover__half_built_free_list__is_rebuilt(void **state)
 {
-	struct fixture *f = *state;
+	struct pool_mem *f = *state;
 	struct pkt_pool *p = &f->pool;
 	uint32_t ids[10];
 	char report[512];
@@ -575,7 +563,7 @@ static void run_random(unsigned seed, unsigned steps)
 	    .prealloc = 50,
 	    .rx_ring_target = 64,
 	};
-	struct fixture *f = fixture_new(&pp);
+	struct pool_mem *f = fixture_new(&pp);
 	struct model m = {.n = 0};
 
 	for (unsigned i = 0; i < steps; i++) {
