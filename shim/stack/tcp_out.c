@@ -119,7 +119,7 @@ static void sndq_copy(struct stack *s, struct stack_sock *so, uint32_t seq, uint
 		      struct chain_writer *w)
 {
 	struct tcp_cb *t = &so->tcp;
-	uint32_t id = t->snd_cursor;
+	uint32_t id = t->snd_cursor, now_us = (uint32_t)(stack_clock_now(s->clock) / 1000);
 
 	if (id == ONR_PKT_NIL || tcp_seq_gt(pkt_meta(s->pool, id)->user, seq))
 		id = t->sndq_head;
@@ -138,7 +138,7 @@ static void sndq_copy(struct stack *s, struct stack_sock *so, uint32_t seq, uint
 			len -= n;
 		}
 		/* when this data last left: a later transmission SACKed means it was lost */
-		pkt_meta(s->pool, id)->ts = (uint32_t)(stack_clock_now(s->clock) / 1000);
+		pkt_meta(s->pool, id)->ts = now_us;
 		t->snd_cursor = id;
 	}
 }

@@ -1376,6 +1376,35 @@ static void test_tcp_rfc5961__in_window_rst_off_rcv_nxt__challenge_ack_and_survi
 	close_both(p, ca, cb, lid);
 }
 
+/* The tail of a flight is lost: nothing follows it to make the peer SACK, so only a probe
+ * (RFC 8985 §7) finds the loss before the retransmission timeout would. */
+static void test_tcp_tlp__tail_of_a_flight_lost__recovered_before_the_rto(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 89), ca, cb;
+	const struct tcp_cb *a;
+	uint32_t mss;
+
+	connect_pair(p, lid, 89, &ca, &cb);
+	a = &p->a.stack.socks[ca].tcp;
+	mss = tcp_payload_mss(a);
+	assert_true(a->srtt_us > 0);
+	/* four full segments; the wire drops the last two */
+	assert_int_equal(send_pattern(&p->a.stack, ca, 0, 2 * mss), 2 * mss);
+	stack_tx_flush(&p->a.stack);
+	p->end_a.faults.drop_every = 1;
+	assert_int_equal(send_pattern(&p->a.stack, ca, 2 * mss, 2 * mss), 2 * mss);
+	stack_tx_flush(&p->a.stack);
+	p->end_a.faults.drop_every = 0;
+	assert_int_equal(p->end_a.wire.lost, 2);
+	/* well inside the 200 ms minimum RTO: the probe drew a SACK, and SACK recovery the rest */
+	run_for(p, 50 * MS);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 0), 4 * mss);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_tail_loss_probes"), 1);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_rto_expired"), 0);
+	close_both(p, ca, cb, lid);
+}
+
 static void test_tcp_oow__segments_out_of_window__one_ack_per_500_ms(void **state)
 {
 	struct stackpair *p = *state;
@@ -1773,6 +1802,7 @@ int main(void)
 	    T(test_tcp_maxseg__set_before_connect__bounds_segments_both_ways),
 	    T(test_tcp_rfc5961__in_window_rst_off_rcv_nxt__challenge_ack_and_survives),
 	    T(test_tcp_oow__segments_out_of_window__one_ack_per_500_ms),
+	    T(test_tcp_tlp__tail_of_a_flight_lost__recovered_before_the_rto),
 	    T(test_tcp_rfc5961__rst_at_rcv_nxt__resets_with_econnreset),
 	    T(test_tcp_rfc5961__rst_outside_the_window__dropped_without_answer),
 	    T(test_tcp_rfc5961__syn_on_an_established_connection__challenge_ack_and_survives),
