@@ -6,7 +6,8 @@
 #   make bench      benchmarks
 #   make fuzz       fuzz the receive path for FUZZ_SECONDS (60); `check` runs it for 30
 #   make docs       regenerate the README's parameter reference
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=    (and uninstall)
+#   make launcher-check   test the onramp launcher and install
 #   make SAN=address,undefined ...   sanitizer build (under build/san/)
 
 CC	?= cc
@@ -25,7 +26,7 @@ endif
 # holds libFuzzer's runtime, which clang only recommends.
 DEB_PKGS := build-essential pkg-config clang libcmocka-dev libjson-c-dev liburing-dev \
 	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev ethtool iputils-ping \
-	    libclang-rt-dev jq nftables
+	    libclang-rt-dev jq nftables python3 curl socat
 
 INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/link -Ishim/stack -Ishim/cplane -Itests/lib
 CFLAGS	 ?= -O2 -g
@@ -41,7 +42,7 @@ STACK_SRCS := shim/stack/region.c shim/stack/stack.c shim/stack/eth.c shim/stack
 	      shim/stack/ip.c shim/stack/icmp.c shim/stack/udp.c shim/stack/sock.c \
 	      shim/stack/tcp_in.c shim/stack/tcp_out.c shim/stack/tcp_sock.c shim/stack/tcp_timer.c \
 	      shim/stack/tcp_cc.c shim/stack/runtime.c
-LINK_SRCS  := shim/link/loop.c shim/link/tap.c shim/link/xdp.c
+LINK_SRCS  := shim/link/loop.c shim/link/tap.c shim/link/xdp.c shim/link/shmem.c
 CPLANE_SRCS := shim/cplane/cplane.c
 SDUMP_LIB_SRCS := tools/stackdump/read.c tools/stackdump/dump.c tools/stackdump/json.c
 
@@ -68,6 +69,8 @@ BENCH_POOL := $(B)/tools/bench/bench_pool
 BENCH_TCP  := $(B)/tools/bench/bench_tcp
 BENCH_LINK := $(B)/tools/bench/bench_link
 XFER	   := $(B)/tests/integration/xfer
+LIBONRAMP  := $(B)/libonramp.so
+LAUNCHER   := $(B)/tools/onramp/onramp
 
 UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/pkt/test_pool \
@@ -85,9 +88,10 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/link/test_xdp
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_SDUMP) $(STACKDUMP) \
-	$(DEMO) $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER)
+	$(DEMO) $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP)
 
 .PHONY: all check unit integration docs docs-check demo bench install deps clean format fuzz fuzz-check
+.PHONY: uninstall launcher-check
 all: $(ALL)
 
 $(B)/%.o: %.c
@@ -134,6 +138,27 @@ $(BENCH_LINK): $(call obj,tools/bench/bench_link.c tests/lib/pool_mem.c) $(LIB_L
 $(XFER): $(call obj,tests/integration/xfer.c) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_PKT) \
 	$(LIB_ENV)
 	$(CC) $(LDFLAGS) -o $@ $^ $(URING_LIBS) $(XDP_LIBS) $(NL_LIBS) $(LDLIBS)
+
+# The launcher is a sh template with two paths filled in: here the build tree's library and
+# profiles, in `install` the installed ones (keep in sync: tests/tools/test_onramp.sh).
+LAUNCHER_SED = sed -e 's|@LIBONRAMP@|$(1)|g' -e 's|@PROFILE_DIR@|$(2)|g' tools/onramp/onramp.in
+$(LAUNCHER): tools/onramp/onramp.in
+	@mkdir -p $(dir $@)
+	$(call LAUNCHER_SED,$(CURDIR)/$(LIBONRAMP),$(CURDIR)/env/profiles) > $@.tmp
+	chmod 0755 $@.tmp && mv $@.tmp $@
+
+# The preload library: the intercept layer over the stack. The version script, made from
+# calls.def, exports exactly the interposed calls; everything else stays inside.
+INTERCEPT_SRCS := $(wildcard shim/intercept/*.c)
+$(call obj,$(INTERCEPT_SRCS)): CFLAGS += -Ishim/intercept
+$(B)/libonramp.map: shim/intercept/calls.def
+	@mkdir -p $(dir $@)
+	{ echo '{ global:'; sed -n 's/^ONR_CALL([^,]*, *\([a-z_0-9]*\),.*/\1;/p' $<; \
+	  echo 'local: *; };'; } > $@
+$(LIBONRAMP): $(call obj,$(INTERCEPT_SRCS)) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_PKT) \
+	$(LIB_ENV) $(B)/libonramp.map
+	$(CC) $(LDFLAGS) -shared -Wl,--version-script=$(B)/libonramp.map -Wl,-z,now -Wl,-z,defs -o $@ \
+		$(filter %.o %.a,$^) $(URING_LIBS) $(XDP_LIBS) $(NL_LIBS) -ldl $(LDLIBS)
 
 # ---- unit tests (cmocka) -------------------------------------------------------------------
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
@@ -185,7 +210,7 @@ integration: all
 	tests/integration/run.sh $(B)
 
 check: deps
-	$(MAKE) --no-print-directory all unit docs-check
+	$(MAKE) --no-print-directory all unit docs-check launcher-check
 	$(MAKE) --no-print-directory integration
 	$(MAKE) --no-print-directory SAN=address,undefined ONRAMP_TEST_BULK_MIB=8 unit
 	$(MAKE) --no-print-directory fuzz-check
@@ -252,13 +277,39 @@ bench: $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER)
 	tools/bench/bench_veth.sh $(B)
 
 # ---- install -------------------------------------------------------------------------------
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/onramp \
-		$(DESTDIR)$(PREFIX)/share/doc/onramp
-	install -m 0755 $(STACKDUMP) $(DESTDIR)$(PREFIX)/bin/stackdump
-	install -m 0644 shim/abi/stack_shm.h shim/abi/stats.def env/env.h env/params.def \
-		$(DESTDIR)$(PREFIX)/include/onramp/
-	$(STACKDUMP) doc --markdown > $(DESTDIR)$(PREFIX)/share/doc/onramp/parameters.md
+INST_BIN      = $(DESTDIR)$(PREFIX)/bin
+INST_LIB      = $(DESTDIR)$(PREFIX)/lib/onramp
+INST_PROFILES = $(DESTDIR)$(PREFIX)/share/onramp/profiles
+INST_INCLUDE  = $(DESTDIR)$(PREFIX)/include/onramp
+INST_DOC      = $(DESTDIR)$(PREFIX)/share/doc/onramp
+INST_HEADERS := shim/abi/stack_shm.h shim/abi/stats.def env/env.h env/params.def
+PROFILES     := $(wildcard env/profiles/*.env)
+
+# The installed launcher is the template again, with the installed library and profiles; the
+# library goes in a folder of its own, not on the linker's path: only the launcher loads it.
+install: all $(LIBONRAMP)
+	install -d $(INST_BIN) $(INST_LIB) $(INST_PROFILES) $(INST_INCLUDE) $(INST_DOC)
+	install -m 0755 $(STACKDUMP) $(INST_BIN)/stackdump
+	$(call LAUNCHER_SED,$(PREFIX)/lib/onramp/libonramp.so,$(PREFIX)/share/onramp/profiles) \
+		> $(INST_BIN)/onramp
+	chmod 0755 $(INST_BIN)/onramp
+	install -m 0755 $(LIBONRAMP) $(INST_LIB)/libonramp.so
+	install -m 0644 $(PROFILES) $(INST_PROFILES)/
+	install -m 0644 $(INST_HEADERS) $(INST_INCLUDE)/
+	$(STACKDUMP) doc --markdown > $(INST_DOC)/parameters.md
+
+# Removes what `install` put there, and the folders of ours it leaves empty.
+uninstall:
+	rm -f $(INST_BIN)/stackdump $(INST_BIN)/onramp $(INST_LIB)/libonramp.so \
+		$(addprefix $(INST_PROFILES)/,$(notdir $(PROFILES))) \
+		$(addprefix $(INST_INCLUDE)/,$(notdir $(INST_HEADERS))) $(INST_DOC)/parameters.md
+	-rmdir $(INST_LIB) $(INST_PROFILES) $(DESTDIR)$(PREFIX)/share/onramp $(INST_INCLUDE) \
+		$(INST_DOC) 2> /dev/null
+
+# The launcher with a stand-in library and programs, and install/uninstall into a scratch
+# DESTDIR (which builds everything `install` needs, libonramp.so too, but runs none of it).
+launcher-check: $(LAUNCHER) $(STACKDUMP)
+	+tests/tools/test_onramp.sh $(B)
 
 # Installs only what is missing, so it is quick and quiet when everything is there.
 deps:

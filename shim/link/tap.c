@@ -20,6 +20,7 @@
 
 #include <liburing.h>
 
+#include "shmem.h"
 #include "tap.h"
 
 /*
@@ -507,7 +508,7 @@ static int tap_uring_buf_ring_init(struct tap_link *t)
 	int err;
 
 	t->br_bytes = (size_t)t->br_entries * sizeof(struct io_uring_buf);
-	mem = mmap(NULL, t->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	mem = mmap(NULL, t->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_SHARED, -1, 0);
 	if (mem == MAP_FAILED)
 		return -errno;
 	t->br = mem;
@@ -534,11 +535,11 @@ static int tap_uring_init(struct tap_link *t, uint32_t tx_size)
 		return -EINVAL; /* buffer ids are 16 bits and the ring holds at most 32768 */
 	t->br_entries = pow2_at_least(rx);
 	t->tx_size = tx_size ? tx_size : 256;
-	t->bid_id = malloc(t->br_entries * sizeof(*t->bid_id));
-	t->bid_free = malloc(t->br_entries * sizeof(*t->bid_free));
-	t->ready = malloc(t->br_entries * sizeof(*t->ready));
-	t->tx_slot_id = malloc(t->tx_size * sizeof(*t->tx_slot_id));
-	t->tx_free = malloc(t->tx_size * sizeof(*t->tx_free));
+	t->bid_id = link_shalloc(t->br_entries * sizeof(*t->bid_id));
+	t->bid_free = link_shalloc(t->br_entries * sizeof(*t->bid_free));
+	t->ready = link_shalloc(t->br_entries * sizeof(*t->ready));
+	t->tx_slot_id = link_shalloc(t->tx_size * sizeof(*t->tx_slot_id));
+	t->tx_free = link_shalloc(t->tx_size * sizeof(*t->tx_free));
 	if (!t->bid_id || !t->bid_free || !t->ready || !t->tx_slot_id || !t->tx_free)
 		return -ENOMEM;
 	for (uint32_t b = 0; b < t->br_entries; b++) {
@@ -569,11 +570,11 @@ static void tap_uring_fini(struct tap_link *t)
 	if (t->br)
 		munmap(t->br, t->br_bytes);
 	t->br = NULL;
-	free(t->bid_id);
-	free(t->bid_free);
-	free(t->ready);
-	free(t->tx_slot_id);
-	free(t->tx_free);
+	link_shfree(t->bid_id);
+	link_shfree(t->bid_free);
+	link_shfree(t->ready);
+	link_shfree(t->tx_slot_id);
+	link_shfree(t->tx_free);
 	t->bid_id = t->ready = t->tx_slot_id = t->tx_free = NULL;
 	t->bid_free = NULL;
 }
@@ -630,10 +631,10 @@ static void tap_close(struct link *l)
 		t->n_posted--;
 	}
 	tap_uring_fini(t);
-	free(t->posted);
+	link_shfree(t->posted);
 	if (t->fd >= 0)
 		close(t->fd);
-	free(t);
+	link_shfree(t);
 }
 
 /* Attach to or create the device; fd non-blocking, close-on-exec. */
@@ -680,7 +681,7 @@ static int tap_mac_random(uint8_t mac[6])
 static int tap_plain_init(struct tap_link *t)
 {
 	t->posted_cap = t->link.rx_target ? t->link.rx_target : 1;
-	t->posted = calloc(t->posted_cap, sizeof(*t->posted));
+	t->posted = link_shalloc((size_t)(t->posted_cap) * sizeof(*t->posted));
 	return t->posted ? 0 : -ENOMEM;
 }
 
@@ -693,7 +694,7 @@ int link_tap_open(struct link **out, const struct link_tap_params *p, int *ifind
 
 	if (!p->pool || !p->stats || p->mtu < 68)
 		return -EINVAL;
-	t = calloc(1, sizeof(*t));
+	t = link_shalloc(sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->fd = -1;
@@ -743,7 +744,7 @@ int link_tap_open(struct link **out, const struct link_tap_params *p, int *ifind
 out_close:
 	close(t->fd);
 out_free:
-	free(t->posted);
-	free(t);
+	link_shfree(t->posted);
+	link_shfree(t);
 	return err;
 }

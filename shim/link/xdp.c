@@ -26,6 +26,7 @@
 #include <linux/if_xdp.h>
 #include <xdp/xsk.h>
 
+#include "shmem.h"
 #include "xdp.h"
 
 /* Linux 6.6 uapi; Debian 12's headers predate it. */
@@ -707,9 +708,9 @@ static int xdp_mac_get(const char *ifname, uint8_t mac[6])
 
 static int xdp_track_alloc(struct xdp_link *x)
 {
-	x->posted = calloc(x->nbufs, sizeof(*x->posted));
-	x->tx_head = malloc(x->nbufs * sizeof(*x->tx_head));
-	x->tx_descs = calloc(x->nbufs, sizeof(*x->tx_descs));
+	x->posted = link_shalloc((size_t)(x->nbufs) * sizeof(*x->posted));
+	x->tx_head = link_shalloc(x->nbufs * sizeof(*x->tx_head));
+	x->tx_descs = link_shalloc((size_t)(x->nbufs) * sizeof(*x->tx_descs));
 	if (!x->posted || !x->tx_head || !x->tx_descs)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < x->nbufs; i++)
@@ -755,10 +756,10 @@ static void xdp_teardown(struct xdp_link *x)
 	xdp_buffers_give_back(x);
 	bpf_object__close(x->obj);
 	xdp_unlock(x);
-	free(x->posted);
-	free(x->tx_head);
-	free(x->tx_descs);
-	free(x);
+	link_shfree(x->posted);
+	link_shfree(x->tx_head);
+	link_shfree(x->tx_descs);
+	link_shfree(x);
 }
 
 static void xdp_close(struct link *l)
@@ -827,7 +828,7 @@ int link_xdp_open(struct link **out, const struct link_xdp_params *p)
 
 	if (err)
 		return err;
-	x = calloc(1, sizeof(*x));
+	x = link_shalloc(sizeof(*x));
 	if (!x)
 		return -ENOMEM;
 	x->link = (struct link){.ops = &xdp_ops,
@@ -844,7 +845,7 @@ int link_xdp_open(struct link **out, const struct link_xdp_params *p)
 	x->sg = (uint32_t)p->mtu + XDP_ETH_OVERHEAD > XDP_RX_FRAME_MAX;
 	x->ifindex = (int)if_nametoindex(p->ifname);
 	if (!x->ifindex) {
-		free(x);
+		link_shfree(x);
 		return -ENODEV;
 	}
 	/* libbpf would print every refused attempt (native attach, zero-copy) on stderr */

@@ -569,6 +569,8 @@ void sock_wake(struct stack *s, uint32_t id)
 	__atomic_add_fetch(&so->wake_seq, 1, __ATOMIC_RELEASE);
 	if (__atomic_load_n(&so->waiters, __ATOMIC_ACQUIRE))
 		syscall(SYS_futex, &so->wake_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	if (s->notify && __atomic_load_n(&s->st->pollers, __ATOMIC_ACQUIRE))
+		s->notify(s->notify_arg);
 }
 
 static int64_t mono_ns(void)
@@ -597,6 +599,7 @@ int sock_wait(struct stack *s, uint32_t id, unsigned events, int64_t timeout_ns,
 		unsigned ev;
 		int64_t left = 0;
 		uint32_t seq;
+		bool intr;
 		int rc;
 
 		if (!so)
@@ -624,13 +627,19 @@ int sock_wait(struct stack *s, uint32_t id, unsigned events, int64_t timeout_ns,
 		{
 			struct timespec ts = {.tv_sec = left / 1000000000,
 					      .tv_nsec = left % 1000000000};
-			syscall(SYS_futex, &so->wake_seq, FUTEX_WAIT, seq,
-				deadline < 0 ? NULL : &ts, NULL, 0);
+			/* A signal handler ends the wait with EINTR; without a timeout and with
+			 * SA_RESTART the kernel restarts the futex itself: the same rules as a
+			 * blocking socket call (with SO_RCVTIMEO, EINTR whatever the flags). */
+			intr = syscall(SYS_futex, &so->wake_seq, FUTEX_WAIT, seq,
+				       deadline < 0 ? NULL : &ts, NULL, 0) < 0 &&
+			       errno == EINTR;
 		}
 		__atomic_sub_fetch(&so->waiters, 1, __ATOMIC_ACQ_REL);
 		rc = lk->lock(lk->arg);
 		if (rc)
 			return rc;
+		if (intr)
+			return -EINTR;
 	}
 }
 

@@ -63,7 +63,7 @@ unsigned sock_events(struct stack *s, uint32_t id);
  * it through `lk` while asleep, so somebody else must poll the stack meanwhile. Readiness
  * that depends on the pool (room to send) is waited for on the pool itself, so buffers
  * freed by any socket wake the sender. Returns the events that are true, 0 on timeout,
- * -EBADF, or a lock error.
+ * -EBADF, -EINTR (a signal handler ran: see sock_wait in sock.c), or a lock error.
  */
 int sock_wait(struct stack *s, uint32_t id, unsigned events, int64_t timeout_ns,
 	      const struct pkt_lock_ops *lk);

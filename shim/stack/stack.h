@@ -99,7 +99,7 @@ struct stack_sock {
 	uint16_t reserved;
 	uint32_t wake_seq; /* futex word: bumped whenever the socket's readiness may change */
 	uint32_t waiters;  /* threads asleep in sock_wait (a wake makes a syscall only then) */
-	uint32_t reserved2;
+	uint32_t refs;	   /* file descriptors naming it, in every process (intercept layer) */
 	struct tcp_cb tcp; /* SOCK_T_TCP only */
 };
 
@@ -117,7 +117,9 @@ struct stack_state {
 	uint32_t n_socks;
 	uint32_t udp_hash_mask;	 /* buckets - 1 */
 	uint32_t sock_free_head; /* free socket slots, through hash_next */
-	uint32_t reserved;
+	/* Threads asleep in poll/select/epoll over the stack's sockets (intercept layer): while
+	 * any are, a readiness change calls the stack's notify hook. */
+	uint32_t pollers;
 	uint64_t rng;		/* xorshift state: ephemeral ports, IP ids */
 	uint64_t isn_secret[2]; /* RFC 6528 F() key */
 	/* then: uint32_t udp_hash[B], tcp_port_hash[B], tcp_hash[B] (B = udp_hash_mask + 1);
@@ -154,6 +156,10 @@ struct stack {
 	unsigned n_txq;
 	uint64_t next_timer_ns;
 	uint64_t now_ns; /* the clock as the last stack_poll read it */
+	/* Called (under the stack lock) when a socket's readiness may have changed while
+	 * st->pollers is not 0: the intercept layer wakes its pollers. NULL: nobody to tell. */
+	void (*notify)(void *arg);
+	void *notify_arg;
 };
 
 /* Next value of the stack's pseudo-random generator. */

@@ -1,0 +1,563 @@
+/*
+ * shim/intercept/proc.c — the process side of acceleration (design §1, §8): starting the
+ * stack on first need or falling back to the kernel, the stack lock, the helper thread that
+ * keeps the stack moving, the wake fd of sleeping pollers, fork, exit, and signal handlers
+ * deferred while the lock is held.
+ *
+ * The runtime (struct stack_rt: the stack handle, its link, clock and control plane) lives in
+ * a shared anonymous mapping together with the wake fd's state, so that after fork parent
+ * and child drive one stack through the same link state (design §8: fork shares the stack).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "intercept.h"
+#include "tcp.h"
+
+extern char **environ;
+
+#define HELPER_MAX_SLEEP_NS 10000000 /* the stack's timer tick */
+#define EXIT_LINGER_NS 2000000000    /* the last process gives closing connections this long */
+
+/* What the processes of one stack share (a MAP_SHARED mapping, inherited by fork). */
+struct onr_shared {
+	struct stack_rt rt;
+	uint32_t armed;	 /* the wake fd was written and not drained yet */
+	uint32_t nproc;	 /* processes using the stack; the last one out closes it */
+	int wake_fd;	 /* eventfd: readable while armed */
+};
+
+static struct onr_shared *sh;
+static enum onr_proc_state proc_state;
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static int log_level = 1;
+static int64_t spin_ns;
+static struct pkt_lock_ops lock_ops;
+
+/* The helper thread of this process (a forked child starts its own on first lock). */
+static bool helper_running;
+static bool helper_stop;
+static pthread_t helper_tid;
+
+/* Depth of the stack lock held by this thread, and signals that arrived meanwhile. */
+static __thread int in_stack;
+static __thread uint64_t sig_deferred;
+static __thread siginfo_t sig_info[64];
+
+/* fd table changes that must not cross a fork (close, dup, fork's reference counting). */
+static pthread_mutex_t fds_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- logging -------------------------------------------------------------------------- */
+
+void onr_log(int level, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	int n;
+
+	if (level > log_level)
+		return;
+	n = snprintf(line, sizeof(line), "onramp[%d]: ", (int)getpid());
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	n = (int)strlen(line);
+	if (n < (int)sizeof(line) - 1)
+		line[n++] = '\n';
+	ONR_REAL_READY();
+	(void)!real_write(2, line, (size_t)n);
+}
+
+int64_t onr_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t onr_spin_ns(void)
+{
+	return spin_ns;
+}
+
+/* ---- the lock and deferred signals ------------------------------------------------------ */
+
+static struct sigaction user_act[65]; /* what the application installed, by signal */
+static bool user_trampolined[65];
+
+/* Handlers run by this thread: a wait that sees it change returns EINTR, even when the
+ * handler ran deferred (at onr_unlock) or while the wait was spinning, not in a syscall. */
+static __thread uint64_t sig_runs;
+
+uint64_t onr_signal_count(void)
+{
+	return sig_runs;
+}
+
+static void sig_call_user(int sig, siginfo_t *si, void *uc)
+{
+	const struct sigaction *a = &user_act[sig];
+
+	sig_runs++;
+	if (a->sa_flags & SA_SIGINFO)
+		a->sa_sigaction(sig, si, uc);
+	else if (a->sa_handler != SIG_IGN && a->sa_handler != SIG_DFL)
+		a->sa_handler(sig);
+}
+
+/* Signals raised by the faulting instruction itself cannot wait: run them at once. */
+static bool sig_synchronous(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
+	       sig == SIGTRAP || sig == SIGSYS || sig == SIGABRT;
+}
+
+static void sig_trampoline(int sig, siginfo_t *si, void *uc)
+{
+	if (in_stack && !sig_synchronous(sig) && sig < 64) {
+		sig_deferred |= 1ull << sig;
+		sig_info[sig] = *si;
+		return;
+	}
+	sig_call_user(sig, si, uc);
+}
+
+static void sig_run_deferred(void)
+{
+	while (sig_deferred) {
+		int sig = __builtin_ctzll(sig_deferred);
+
+		sig_deferred &= ~(1ull << sig);
+		sig_call_user(sig, &sig_info[sig], NULL);
+	}
+}
+
+static void helper_start(void);
+
+static int lock_raw(void *arg)
+{
+	(void)arg;
+	in_stack++;
+	return stack_region_lock(&sh->rt.region);
+}
+
+static void unlock_raw(void *arg)
+{
+	(void)arg;
+	stack_region_unlock(&sh->rt.region);
+	if (--in_stack == 0 && sig_deferred)
+		sig_run_deferred();
+}
+
+int onr_lock(void)
+{
+	int rc;
+
+	if (!__atomic_load_n(&helper_running, __ATOMIC_ACQUIRE))
+		helper_start();
+	rc = lock_raw(NULL);
+	if (rc)
+		in_stack--;
+	return rc;
+}
+
+void onr_unlock(void)
+{
+	unlock_raw(NULL);
+}
+
+const struct pkt_lock_ops *onr_lock_ops(void)
+{
+	return &lock_ops;
+}
+
+__attribute__((visibility("default"))) int sigaction(int sig, const struct sigaction *act,
+						     struct sigaction *old)
+{
+	struct sigaction mine, prev_user;
+	bool was = false;
+	int rc;
+
+	ONR_REAL_READY();
+	if (sig <= 0 || sig > 64)
+		return real_sigaction(sig, act, old);
+	was = user_trampolined[sig];
+	prev_user = user_act[sig];
+	if (act && act->sa_handler != SIG_IGN && act->sa_handler != SIG_DFL) {
+		mine = *act;
+		mine.sa_flags |= SA_SIGINFO;
+		mine.sa_sigaction = sig_trampoline;
+		user_act[sig] = *act;
+		rc = real_sigaction(sig, &mine, old);
+		if (rc == 0)
+			user_trampolined[sig] = true;
+		else
+			user_act[sig] = prev_user;
+	} else {
+		rc = real_sigaction(sig, act, old);
+		if (rc == 0 && act)
+			user_trampolined[sig] = false;
+	}
+	if (rc == 0 && old && was && old->sa_sigaction == sig_trampoline)
+		*old = prev_user;
+	return rc;
+}
+
+__attribute__((visibility("default"))) sighandler_t signal(int sig, sighandler_t h)
+{
+	struct sigaction act, old;
+
+	/* glibc's signal() has BSD semantics: restart, handler stays installed */
+	memset(&act, 0, sizeof(act));
+	act.sa_handler = h;
+	act.sa_flags = SA_RESTART;
+	sigemptyset(&act.sa_mask);
+	sigaddset(&act.sa_mask, sig > 0 && sig < 65 ? sig : 0);
+	if (sigaction(sig, &act, &old) < 0)
+		return SIG_ERR;
+	return old.sa_handler;
+}
+
+/* ---- pollers and their wake fd --------------------------------------------------------- */
+
+static void proc_notify(void *arg)
+{
+	struct onr_shared *s = arg;
+	uint64_t one = 1;
+
+	if (!__atomic_exchange_n(&s->armed, 1, __ATOMIC_ACQ_REL))
+		(void)!real_write(s->wake_fd, &one, sizeof(one));
+}
+
+void onr_poller_enter(void)
+{
+	sh->rt.stack.st->pollers++;
+}
+
+void onr_poller_leave(void)
+{
+	uint64_t v;
+
+	if (--sh->rt.stack.st->pollers == 0 && __atomic_load_n(&sh->armed, __ATOMIC_ACQUIRE)) {
+		(void)!real_read(sh->wake_fd, &v, sizeof(v));
+		__atomic_store_n(&sh->armed, 0, __ATOMIC_RELEASE);
+	}
+}
+
+int onr_wake_fd(void)
+{
+	return sh ? sh->wake_fd : -1;
+}
+
+int onr_link_fd(void)
+{
+	return sh ? sh->rt.stack.link->wait_fd : -1;
+}
+
+short onr_fd_revents(const struct onr_fd *e)
+{
+	struct stack *s = &sh->rt.stack;
+	const struct stack_sock *so = sock_get(s, e->id);
+	unsigned ev = sock_events(s, e->id);
+	short r = 0;
+
+	if (ev & SOCK_EV_IN)
+		r |= POLLIN | POLLRDNORM;
+	if (ev & SOCK_EV_OUT)
+		r |= POLLOUT | POLLWRNORM;
+	if (ev & SOCK_EV_ERR)
+		r |= POLLERR;
+	if (ev & SOCK_EV_HUP)
+		r |= POLLHUP;
+	if (so && so->type == SOCK_T_TCP &&
+	    (so->state == TCPS_CLOSE_WAIT || so->state == TCPS_LAST_ACK ||
+	     so->state == TCPS_CLOSING || so->state == TCPS_TIME_WAIT || (so->shut & 1)))
+		r |= POLLRDHUP | POLLIN | POLLRDNORM;
+	return r;
+}
+
+uint32_t onr_fd_wake_seq(const struct onr_fd *e)
+{
+	const struct stack_sock *so = sock_get(&sh->rt.stack, e->id);
+
+	return so ? __atomic_load_n(&so->wake_seq, __ATOMIC_ACQUIRE) : 0;
+}
+
+/* ---- the helper thread ---------------------------------------------------------------- */
+
+/* Keeps the stack moving while the application computes or sleeps: receives, acknowledges,
+ * runs timers. It sleeps on the link until frames come or the next timer tick. */
+static void *helper_main(void *arg)
+{
+	(void)arg;
+	while (!__atomic_load_n(&helper_stop, __ATOMIC_ACQUIRE)) {
+		if (lock_raw(NULL) == 0) {
+			stack_rt_poll(&sh->rt);
+			unlock_raw(NULL);
+		} else {
+			in_stack--;
+		}
+		stack_rt_wait(&sh->rt, HELPER_MAX_SLEEP_NS);
+	}
+	return NULL;
+}
+
+static void helper_start(void)
+{
+	static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	sigset_t all, old;
+
+	pthread_mutex_lock(&m);
+	if (!helper_running && sh) {
+		/* signals are the application's: the helper never takes one */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		if (pthread_create(&helper_tid, NULL, helper_main, NULL) == 0)
+			__atomic_store_n(&helper_running, true, __ATOMIC_RELEASE);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	pthread_mutex_unlock(&m);
+}
+
+/* ---- start, fallback, exit ------------------------------------------------------------ */
+
+struct start_report {
+	char first[256];
+	unsigned errors;
+};
+
+static void start_report_fn(void *arg, enum env_severity sev, const char *msg)
+{
+	struct start_report *r = arg;
+
+	if (sev == ENV_ERROR) {
+		if (!r->errors++)
+			snprintf(r->first, sizeof(r->first), "%s", msg);
+	} else {
+		onr_log(2, "%s", msg);
+	}
+}
+
+/* Acceleration cannot start: say why once, then run on the kernel or exit (EF_NO_FAIL). */
+static void fallback(bool no_fail, const char *why)
+{
+	if (!no_fail) {
+		onr_log(0, "%s (EF_NO_FAIL=0: exiting)", why);
+		exit(1);
+	}
+	onr_log(1, "%s; running on the kernel stack (EF_NO_FAIL=1)", why);
+	__atomic_store_n(&proc_state, ONR_PROC_DISABLED, __ATOMIC_RELEASE);
+}
+
+static void proc_exit(void);
+
+static void proc_start(void)
+{
+	struct start_report r = {{0}, 0};
+	struct env_report rep = {start_report_fn, &r, 0, 0};
+	struct onr_config cfg;
+	char err[256], why[320];
+	int rc;
+
+	rc = env_config_from_environ(&cfg, environ, &rep);
+	log_level = cfg.log;
+	if (rc < 0) {
+		if (r.errors > 1)
+			snprintf(why, sizeof(why), "%s (and %u more EF_ errors)", r.first,
+				 r.errors - 1);
+		else
+			snprintf(why, sizeof(why), "%s", r.first);
+		fallback(cfg.no_fail, why);
+		return;
+	}
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		sh = NULL;
+		fallback(cfg.no_fail, "cannot map the stack's shared state");
+		return;
+	}
+	rc = stack_rt_open(&sh->rt, &cfg, err, sizeof(err));
+	if (rc < 0) {
+		munmap(sh, sizeof(*sh));
+		sh = NULL;
+		fallback(cfg.no_fail, err);
+		return;
+	}
+	sh->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (sh->wake_fd < 0) {
+		stack_rt_close(&sh->rt);
+		munmap(sh, sizeof(*sh));
+		sh = NULL;
+		fallback(cfg.no_fail, "cannot make the stack's wake eventfd");
+		return;
+	}
+	sh->nproc = 1;
+	sh->rt.stack.notify = proc_notify;
+	sh->rt.stack.notify_arg = sh;
+	spin_ns = (int64_t)cfg.poll_usec * 1000;
+	lock_ops = (struct pkt_lock_ops){lock_raw, unlock_raw, NULL};
+	atexit(proc_exit);
+	onr_log(3, "stack %s on %s (%s)", sh->rt.region.hdr->name, sh->rt.ifname,
+		sh->rt.stack.link->mode);
+	__atomic_store_n(&proc_state, ONR_PROC_READY, __ATOMIC_RELEASE);
+}
+
+struct stack_rt *onr_stack(void)
+{
+	/* The stack's own start makes sockets (the links' ioctls, netlink): those are the
+	 * kernel's, and must not wait for the start they are part of. */
+	static __thread bool starting;
+	enum onr_proc_state st = __atomic_load_n(&proc_state, __ATOMIC_ACQUIRE);
+
+	if (st == ONR_PROC_UNINIT) {
+		if (starting)
+			return NULL;
+		ONR_REAL_READY();
+		pthread_mutex_lock(&start_lock);
+		starting = true;
+		if (proc_state == ONR_PROC_UNINIT)
+			proc_start();
+		starting = false;
+		pthread_mutex_unlock(&start_lock);
+		st = proc_state;
+	}
+	return st == ONR_PROC_READY ? &sh->rt : NULL;
+}
+
+struct stack_rt *onr_stack_if_ready(void)
+{
+	return __atomic_load_n(&proc_state, __ATOMIC_ACQUIRE) == ONR_PROC_READY ? &sh->rt : NULL;
+}
+
+/* Drop one fd's reference on its stack socket (lock held); the last one closes it. */
+void onr_sock_unref(uint32_t id)
+{
+	struct stack_sock *so = sock_get(&sh->rt.stack, id);
+
+	if (so && (so->refs == 0 || --so->refs == 0))
+		sock_close(&sh->rt.stack, id);
+}
+
+static bool connections_closing(const struct stack *s)
+{
+	for (uint32_t id = 0; id < s->st->n_socks; id++) {
+		const struct stack_sock *so = &s->socks[id];
+		if (so->type == SOCK_T_TCP && so->refs == 0 &&
+		    (so->state == TCPS_FIN_WAIT_1 || so->state == TCPS_CLOSING ||
+		     so->state == TCPS_LAST_ACK || so->state == TCPS_SYN_SENT ||
+		     (so->state == TCPS_ESTABLISHED && so->tcp.sndq_bytes)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The process ends: its fds stop naming their sockets. The last process of the family gives
+ * closing connections a moment to finish (their FINs and last data acknowledged), then
+ * closes the stack: the region is removed and a tap the stack made goes away.
+ */
+static void proc_exit(void)
+{
+	bool last;
+
+	if (proc_state != ONR_PROC_READY)
+		return;
+	pthread_mutex_lock(&fds_lock);
+	if (onr_lock() != 0) {
+		pthread_mutex_unlock(&fds_lock);
+		return;
+	}
+	for (int fd = 0; fd < onr_fd_limit(); fd++) {
+		struct onr_fd *e = onr_fd_get(fd);
+		if (e && e->kind == ONR_FD_STACK) {
+			onr_sock_unref(e->id);
+			onr_fd_clear(fd);
+		}
+	}
+	last = --sh->nproc == 0;
+	if (last) {
+		int64_t end = onr_now_ns() + EXIT_LINGER_NS;
+		while (connections_closing(&sh->rt.stack) && onr_now_ns() < end) {
+			stack_rt_poll(&sh->rt);
+			onr_unlock();
+			stack_rt_wait(&sh->rt, 1000000);
+			onr_lock();
+		}
+	}
+	onr_unlock();
+	pthread_mutex_unlock(&fds_lock);
+	if (helper_running) {
+		__atomic_store_n(&helper_stop, true, __ATOMIC_RELEASE);
+		pthread_join(helper_tid, NULL);
+		helper_running = false;
+	}
+	__atomic_store_n(&proc_state, ONR_PROC_DISABLED, __ATOMIC_RELEASE);
+	if (last) {
+		stack_rt_close(&sh->rt);
+		real_close(sh->wake_fd);
+	}
+}
+
+/* ---- fork ----------------------------------------------------------------------------- */
+
+void onr_fds_lock(void)
+{
+	pthread_mutex_lock(&fds_lock);
+}
+
+void onr_fds_unlock(void)
+{
+	pthread_mutex_unlock(&fds_lock);
+}
+
+/* Every accelerated fd gains a reference for the child (or loses it again): counted before
+ * the fork, so that a parent closing at once cannot close a socket under the child. */
+static void fork_count(int delta)
+{
+	for (int fd = 0; fd < onr_fd_limit(); fd++) {
+		struct onr_fd *e = onr_fd_get(fd);
+		struct stack_sock *so;
+
+		if (e && e->kind == ONR_FD_STACK && (so = sock_get(&sh->rt.stack, e->id)))
+			so->refs = (uint32_t)((int)so->refs + delta);
+	}
+	sh->nproc = (uint32_t)((int)sh->nproc + delta);
+}
+
+__attribute__((visibility("default"))) pid_t fork(void)
+{
+	bool shared;
+	pid_t pid;
+
+	ONR_REAL_READY();
+	pthread_mutex_lock(&fds_lock);
+	shared = onr_stack_if_ready() && onr_lock() == 0;
+	if (shared) {
+		fork_count(+1);
+		onr_unlock();
+	}
+	pid = real_fork();
+	if (pid == 0) {
+		/* the child: one thread, no helper yet; its locks are copies */
+		pthread_mutex_init(&fds_lock, NULL);
+		helper_running = false;
+		in_stack = 0;
+		sig_deferred = 0;
+		return 0;
+	}
+	if (pid < 0 && shared && onr_lock() == 0) {
+		fork_count(-1);
+		onr_unlock();
+	}
+	pthread_mutex_unlock(&fds_lock);
+	return pid;
+}
