@@ -11,7 +11,8 @@ source "$(dirname "$0")/lib.sh"
 require_root
 ONRAMP=$(realpath "$BUILD/tools/onramp/onramp")
 PACED_HTTP=$(realpath "$(dirname "$0")/../../tools/demo/paced_http.py")
-for t in curl socat python3; do
+PATH=$PATH:/usr/sbin
+for t in curl socat python3 nginx; do
 	command -v "$t" > /dev/null || skip_all "needs $t (make deps)"
 done
 
@@ -67,6 +68,18 @@ onramp_in_stack_ns()
 		"$ONRAMP" -- "$@"
 }
 
+# onramp_start NAME OUT CMD...: the same in the background, output to OUT; APP_PID is the
+# program's own pid (ip, env and the launcher all exec), so the case's cleanup ends it.
+onramp_start()
+{
+	local name=$1 out=$2
+	shift 2
+	ip netns exec "$STACK_NS" env "${STACK_ENV[@]}" EF_NAME="it$CASE_ID-$name" \
+		"$ONRAMP" -- "$@" > "$out" 2>&1 &
+	APP_PID=$!
+	PIDS+=("$APP_PID")
+}
+
 # app_topo LINK: topo_up, and on tap the device made up front (with the kernel side's
 # address), so that a kernel server can listen on it before any stack runs.
 app_topo()
@@ -108,10 +121,9 @@ curl_server_case() # a kernel curl fetches from a web server (python3) under onr
 {
 	app_topo "$1"
 	make_file "$CASE_DIR/page" $((8 << 20))
-	onramp_in_stack_ns web python3 -m http.server 8081 --bind 0.0.0.0 \
-		--directory "$CASE_DIR" > "$CASE_DIR/web.out" 2>&1 &
-	PIDS+=($!)
-	wait_line "$CASE_DIR/web.out" "Serving HTTP" 10 $!
+	onramp_start web "$CASE_DIR/web.out" python3 -m http.server 8081 --bind 0.0.0.0 \
+		--directory "$CASE_DIR"
+	wait_line "$CASE_DIR/web.out" "Serving HTTP" 10 "$APP_PID"
 	for i in 1 2 3; do
 		ip netns exec "$PEER_NS" curl -sS -o "$CASE_DIR/got$i" "http://$STACK_IP:8081/page" ||
 			fail "curl $i exit $?"
@@ -127,9 +139,7 @@ socat_server_case() # socat echo server with a child per connection (fork shares
 {
 	app_topo "$1"
 	make_file "$CASE_DIR/data" $((4 << 20))
-	onramp_in_stack_ns echo socat TCP-LISTEN:5000,reuseaddr,fork EXEC:cat \
-		> "$CASE_DIR/echo.out" 2>&1 &
-	PIDS+=($!)
+	onramp_start echo "$CASE_DIR/echo.out" socat TCP-LISTEN:5000,reuseaddr,fork EXEC:cat
 	for _ in $(seq 100); do
 		"$SDUMP" --json lots "it$CASE_ID-echo" 2> /dev/null |
 			jq -e '.stacks[0].sockets.rows[]? | select(.state == "LISTEN")' > /dev/null && break
@@ -173,10 +183,9 @@ dual_case() # one listener on INADDR_ANY: the peer through the stack, 127.0.0.1 
 {
 	app_topo "$1"
 	make_file "$CASE_DIR/page" $((1 << 20))
-	onramp_in_stack_ns dual python3 -m http.server 8082 --bind 0.0.0.0 \
-		--directory "$CASE_DIR" > "$CASE_DIR/dual.out" 2>&1 &
-	PIDS+=($!)
-	wait_line "$CASE_DIR/dual.out" "Serving HTTP" 10 $!
+	onramp_start dual "$CASE_DIR/dual.out" python3 -m http.server 8082 --bind 0.0.0.0 \
+		--directory "$CASE_DIR"
+	wait_line "$CASE_DIR/dual.out" "Serving HTTP" 10 "$APP_PID"
 	ip netns exec "$PEER_NS" curl -sS -o "$CASE_DIR/p1" "http://$STACK_IP:8082/page" &
 	local a=$!
 	ip netns exec "$STACK_NS" curl -sS -o "$CASE_DIR/p2" "http://127.0.0.1:8082/page" &
@@ -191,7 +200,62 @@ dual_case() # one listener on INADDR_ANY: the peer through the stack, 127.0.0.1 
 	pass "1 MiB to each, at once"
 }
 
+nginx_case() # nginx, a master and 2 forked workers accepting on its listener
+{
+	app_topo "$1"
+	mkdir -p "$CASE_DIR/www" "$CASE_DIR/tmp"
+	make_file "$CASE_DIR/www/f" $((256 << 10))
+	cat > "$CASE_DIR/nginx.conf" <<- EOF
+		user root;
+		daemon off;
+		master_process on;
+		worker_processes 2;
+		pid $CASE_DIR/nginx.pid;
+		error_log $CASE_DIR/error.log;
+		events { worker_connections 256; }
+		http {
+			log_format w '\$pid \$status \$body_bytes_sent';
+			access_log $CASE_DIR/access.log w;
+			client_body_temp_path $CASE_DIR/tmp;
+			proxy_temp_path $CASE_DIR/tmp;
+			fastcgi_temp_path $CASE_DIR/tmp;
+			uwsgi_temp_path $CASE_DIR/tmp;
+			scgi_temp_path $CASE_DIR/tmp;
+			server { listen 8083; root $CASE_DIR/www; }
+		}
+	EOF
+	onramp_start nginx "$CASE_DIR/nginx.out" nginx -c "$CASE_DIR/nginx.conf" -p "$CASE_DIR"
+	local master=$APP_PID pids=() p
+	for _ in $(seq 100); do
+		"$SDUMP" --json lots "it$CASE_ID-nginx" 2> /dev/null |
+			jq -e '.stacks[0].sockets.rows[]? | select(.state == "LISTEN")' > /dev/null && break
+		sleep 0.05
+	done
+	for c in 1 2 3 4; do
+		ip netns exec "$PEER_NS" bash -c "for i in \$(seq 25); do
+			curl -sS -o '$CASE_DIR/got$c' http://$STACK_IP:8083/f || exit 1
+			cmp -s '$CASE_DIR/got$c' '$CASE_DIR/www/f' || { cp '$CASE_DIR/got$c' '$CASE_DIR/bad.out'; exit 2; }
+		done" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" || fail "a curl loop failed (exit $?: 1 curl, 2 wrong bytes)"
+	done
+	"$SDUMP" --json lots "it$CASE_ID-nginx" > "$CASE_DIR/nginx.json"
+	through_stack nginx passive 100 0 $((100 * (256 << 10)))
+	check_pool_full "it$CASE_ID-nginx"
+	[ "$(awk '$2 == 200 && $3 == 262144' "$CASE_DIR/access.log" | wc -l)" = 100 ] ||
+		fail "access log: not 100 full responses"
+	[ "$(awk '{ print $1 }' "$CASE_DIR/access.log" | sort -u | wc -l)" = 2 ] ||
+		fail "not both workers served: $(awk '{ print $1 }' "$CASE_DIR/access.log" | sort | uniq -c | tr '\n' ' ')"
+	kill -QUIT "$master"
+	wait "$master" || true
+	[ ! -e "/dev/shm/onramp-$(id -u)-it$CASE_ID-nginx" ] || fail "nginx left its stack region"
+	pass "100 x 256 KiB from 4 clients, both workers"
+}
+
 for link in ${ONRAMP_TEST_LINKS:-tap xdp}; do
+	run_case "nginx-2-workers $link" nginx_case $link
 	run_case "curl-client $link" curl_client_case $link
 	run_case "curl-server $link" curl_server_case $link
 	run_case "socat-server-fork $link" socat_server_case $link
