@@ -64,7 +64,6 @@ obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 # ---- programs ------------------------------------------------------------------------------
 STACKDUMP  := $(B)/tools/stackdump/stackdump
-DEMO	   := $(B)/tools/demo/region_demo
 BENCH_POOL := $(B)/tools/bench/bench_pool
 BENCH_TCP  := $(B)/tools/bench/bench_tcp
 BENCH_LINK := $(B)/tools/bench/bench_link
@@ -88,7 +87,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/link/test_xdp
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_SDUMP) $(STACKDUMP) \
-	$(DEMO) $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP)
+	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP)
 
 .PHONY: all check unit integration docs docs-check demo bench install deps clean format fuzz fuzz-check
 .PHONY: uninstall launcher-check
@@ -121,9 +120,6 @@ $(B)/shim/link/steer_blob.o: $(B)/shim/link/steer.bpf.o
 $(LIB_LINK): $(B)/shim/link/steer_blob.o
 
 $(STACKDUMP): $(call obj,tools/stackdump/main.c) $(LIB_SDUMP) $(LIB_ENV)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-
-$(DEMO): $(call obj,tools/demo/region_demo.c) $(LIB_STACK) $(LIB_PKT) $(LIB_ENV)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BENCH_POOL): $(call obj,tools/bench/bench_pool.c) $(LIB_PKT)

@@ -254,6 +254,30 @@ nginx_case() # nginx, a master and 2 forked workers accepting on its listener
 	pass "100 x 256 KiB from 4 clients, both workers"
 }
 
+fallback_case() # a bad EF_ value: one line, then the kernel (EF_NO_FAIL=1) or exit (=0)
+{
+	app_topo tap
+	make_file "$CASE_DIR/page" 100000
+	ip netns exec "$PEER_NS" python3 "$PACED_HTTP" "$PEER_IP" 8084 "$CASE_DIR/page" \
+		$((8 << 20)) > "$CASE_DIR/http.out" 2>&1 &
+	PIDS+=($!)
+	wait_line "$CASE_DIR/http.out" "listening" 10 $!
+	onramp_in_stack_ns fb env EF_MAX_PACKETS=lots curl -sS -o "$CASE_DIR/got" \
+		"http://$PEER_IP:8084/p" 2> "$CASE_DIR/err" || fail "curl under fallback exit $?"
+	cmp -s "$CASE_DIR/page" "$CASE_DIR/got" || fail "the page differs"
+	[ "$(wc -l < "$CASE_DIR/err")" = 1 ] || fail "stderr is not one line: $(cat "$CASE_DIR/err")"
+	grep -q 'EF_MAX_PACKETS=lots.*accepted.*kernel stack' "$CASE_DIR/err" ||
+		fail "the line does not name the value, its range and the fallback: $(cat "$CASE_DIR/err")"
+	local rc=0
+	onramp_in_stack_ns fb env EF_MAX_PACKETS=lots EF_NO_FAIL=0 curl -sS -o /dev/null \
+		"http://$PEER_IP:8084/p" 2> "$CASE_DIR/err0" || rc=$?
+	[ $rc = 1 ] || fail "EF_NO_FAIL=0: exit $rc, expected 1"
+	grep -q 'EF_MAX_PACKETS=lots.*EF_NO_FAIL=0' "$CASE_DIR/err0" ||
+		fail "EF_NO_FAIL=0: $(cat "$CASE_DIR/err0")"
+	pass "$(cat "$CASE_DIR/err")"
+}
+run_case "fallback-bad-ef-value" fallback_case
+
 for link in ${ONRAMP_TEST_LINKS:-tap xdp}; do
 	run_case "nginx-2-workers $link" nginx_case $link
 	run_case "curl-client $link" curl_client_case $link
