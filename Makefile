@@ -26,7 +26,7 @@ endif
 # holds libFuzzer's runtime, which clang only recommends.
 DEB_PKGS := build-essential pkg-config clang libcmocka-dev libjson-c-dev liburing-dev \
 	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev ethtool iputils-ping \
-	    libclang-rt-dev jq nftables python3 curl socat nginx-light
+	    libclang-rt-dev jq nftables python3 curl socat nginx-light iperf3
 
 INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/link -Ishim/stack -Ishim/cplane -Itests/lib
 CFLAGS	 ?= -O2 -g

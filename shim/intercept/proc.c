@@ -561,3 +561,13 @@ __attribute__((visibility("default"))) pid_t fork(void)
 	pthread_mutex_unlock(&fds_lock);
 	return pid;
 }
+
+/*
+ * vfork becomes fork: a vfork child runs in the parent's memory, so the fd table changes
+ * its close()/close_range() make before exec (Python's subprocess closes every fd there)
+ * would become the parent's, and its stack sockets would lose their references.
+ */
+__attribute__((visibility("default"))) pid_t vfork(void)
+{
+	return fork();
+}

@@ -201,8 +201,10 @@ bool sock_port_in_use(struct stack *s, int type, uint32_t laddr_be32, uint16_t p
 		if (id == except || so->lport_be16 != port_be16 ||
 		    (so->laddr_be32 && laddr_be32 && so->laddr_be32 != laddr_be32))
 			continue;
-		/* SO_REUSEADDR: a port whose connections are only in TIME_WAIT may be bound */
-		if (reuse && so->state == TCPS_TIME_WAIT)
+		/* SO_REUSEADDR: the port may be bound again while no socket listens on it (a
+		 * server restarting its listener beside the connections the old one accepted,
+		 * which on Linux inherit the listener's SO_REUSEADDR) */
+		if (reuse && so->state != TCPS_LISTEN)
 			continue;
 		return true;
 	}

@@ -12,7 +12,7 @@ require_root
 ONRAMP=$(realpath "$BUILD/tools/onramp/onramp")
 PACED_HTTP=$(realpath "$(dirname "$0")/../../tools/demo/paced_http.py")
 PATH=$PATH:/usr/sbin
-for t in curl socat python3 nginx; do
+for t in curl socat python3 nginx iperf3; do
 	command -v "$t" > /dev/null || skip_all "needs $t (make deps)"
 done
 
@@ -278,7 +278,58 @@ fallback_case() # a bad EF_ value: one line, then the kernel (EF_NO_FAIL=1) or e
 }
 run_case "fallback-bad-ef-value" fallback_case
 
+# iperf_bytes FILE: bytes the receiver counted, from iperf3 -J output.
+iperf_bytes()
+{
+	jq -er '.end.sum_received.bytes' "$1" || fail "no iperf3 result in $1: $(tail -n 3 "$1")"
+}
+
+iperf_case() # iperf3 under onramp as server and as client, both directions, 2 s each
+{
+	app_topo "$1"
+	local dir b srv
+	onramp_start ip3s "$CASE_DIR/ip3s.out" iperf3 -4 -s -p 5201
+	for _ in $(seq 100); do
+		"$SDUMP" --json lots "it$CASE_ID-ip3s" 2> /dev/null |
+			jq -e '.stacks[0].sockets.rows[]? | select(.state == "LISTEN")' > /dev/null && break
+		sleep 0.05
+	done
+	for dir in "" -R; do
+		ip netns exec "$PEER_NS" timeout 30 iperf3 -4 -J -c "$STACK_IP" -p 5201 -t 2 $dir \
+			> "$CASE_DIR/ip3c$dir.json" || fail "kernel iperf3 client $dir exit $?"
+		b=$(iperf_bytes "$CASE_DIR/ip3c$dir.json")
+		[ "$b" -gt $((10 << 20)) ] || fail "iperf3 $dir moved only $b bytes"
+		sleep 0.5 # the server takes one test at a time: let it close this one
+	done
+	"$SDUMP" --json lots "it$CASE_ID-ip3s" > "$CASE_DIR/ip3s.json"
+	through_stack ip3s passive 4 $((10 << 20)) $((10 << 20))
+	check_pool_full "it$CASE_ID-ip3s"
+	srv="$(($(iperf_bytes "$CASE_DIR/ip3c.json") / 262144))/$(($(iperf_bytes "$CASE_DIR/ip3c-R.json") / 262144))"
+	# one AF_XDP stack per interface (until stackd shares it): the server's goes first
+	kill -TERM "$APP_PID"
+	wait "$APP_PID" 2> /dev/null || true
+	ip netns exec "$PEER_NS" iperf3 -4 -s -p 5202 > /dev/null 2>&1 &
+	PIDS+=($!)
+	sleep 0.3
+	for dir in "" -R; do
+		app_watch "ip3c$dir"
+		onramp_in_stack_ns "ip3c$dir" timeout 30 iperf3 -4 -J -c "$PEER_IP" -p 5202 -t 2 $dir \
+			> "$CASE_DIR/ip3o$dir.json" || fail "onramp iperf3 client $dir exit $?"
+		app_unwatch
+		b=$(iperf_bytes "$CASE_DIR/ip3o$dir.json")
+		[ "$b" -gt $((10 << 20)) ] || fail "iperf3 client $dir moved only $b bytes"
+		if [ -z "$dir" ]; then
+			through_stack "ip3c$dir" active 2 0 $((5 << 20))
+		else
+			through_stack "ip3c$dir" active 2 $((5 << 20)) 0
+		fi
+		sleep 0.5
+	done
+	pass "Mbit/s: server in/out $srv, client out/in $(($(iperf_bytes "$CASE_DIR/ip3o.json") / 262144))/$(($(iperf_bytes "$CASE_DIR/ip3o-R.json") / 262144))"
+}
+
 for link in ${ONRAMP_TEST_LINKS:-tap xdp}; do
+	run_case "iperf3 $link" iperf_case $link
 	run_case "nginx-2-workers $link" nginx_case $link
 	run_case "curl-client $link" curl_client_case $link
 	run_case "curl-server $link" curl_server_case $link
