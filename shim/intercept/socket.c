@@ -872,6 +872,15 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	ONR_REAL_READY();
+	if (e && e->kind == ONR_FD_PENDING && req == FIONBIO && arg) {
+		/* nginx sets its listeners non-blocking this way before binding them */
+		int rc = real_ioctl(fd, req, arg);
+		if (rc == 0 && *(int *)arg)
+			e->flags |= ONR_FDF_NONBLOCK;
+		else if (rc == 0)
+			e->flags &= (uint16_t)~ONR_FDF_NONBLOCK;
+		return rc;
+	}
 	if (!e || e->kind != ONR_FD_STACK)
 		return real_ioctl(fd, req, arg);
 	switch (req) {

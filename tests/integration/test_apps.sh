@@ -248,7 +248,12 @@ nginx_case() # nginx, a master and 2 forked workers accepting on its listener
 		fail "access log: not 100 full responses"
 	[ "$(awk '{ print $1 }' "$CASE_DIR/access.log" | sort -u | wc -l)" = 2 ] ||
 		fail "not both workers served: $(awk '{ print $1 }' "$CASE_DIR/access.log" | sort | uniq -c | tr '\n' ' ')"
-	kill -QUIT "$master"
+	kill -QUIT "$master" # graceful: the workers finish and exit, then the master
+	for _ in $(seq 100); do
+		kill -0 "$master" 2> /dev/null || break
+		sleep 0.05
+	done
+	kill -0 "$master" 2> /dev/null && fail "nginx did not stop within 5 s of SIGQUIT"
 	wait "$master" || true
 	[ ! -e "/dev/shm/onramp-$(id -u)-it$CASE_ID-nginx" ] || fail "nginx left its stack region"
 	pass "100 x 256 KiB from 4 clients, both workers"
