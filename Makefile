@@ -87,7 +87,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/link/test_xdp
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_SDUMP) $(STACKDUMP) \
-	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP)
+	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP) $(POLL_CHECK)
 
 .PHONY: all check unit integration docs docs-check demo bench install deps clean format fuzz fuzz-check
 .PHONY: uninstall launcher-check
@@ -155,6 +155,11 @@ $(LIBONRAMP): $(call obj,$(INTERCEPT_SRCS)) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLAN
 	$(LIB_ENV) $(B)/libonramp.map
 	$(CC) $(LDFLAGS) -shared -Wl,--version-script=$(B)/libonramp.map -Wl,-z,now -Wl,-z,defs -o $@ \
 		$(filter %.o %.a,$^) $(URING_LIBS) $(XDP_LIBS) $(NL_LIBS) -ldl $(LDLIBS)
+
+# A test program that runs under the preload library (tests/integration/test_intercept.sh).
+POLL_CHECK := $(B)/tests/intercept/poll_check
+$(POLL_CHECK): $(call obj,tests/intercept/poll_check.c)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- unit tests (cmocka) -------------------------------------------------------------------
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)

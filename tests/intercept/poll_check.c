@@ -3,7 +3,7 @@
  * user would notice them: readiness, timeouts, level/edge/one-shot, EINTR, mixed sets, a
  * listener served by both the stack and the kernel. Runs under libonramp.so on a tap the
  * stack creates (run_poll_check.sh makes a namespace for it); the peer is the kernel side
- * of the tap (10.77.0.1), the stack is 10.77.0.2.
+ * of the tap (198.18.77.1), the stack is 198.18.77.2.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KERNEL_IP "10.77.0.1"
-#define STACK_IP  "10.77.0.2"
+#define KERNEL_IP "198.18.77.1"
+#define STACK_IP  "198.18.77.2"
 
 static int failures;
 

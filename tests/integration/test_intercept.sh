@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# tests/integration/test_intercept.sh BUILD — tests/intercept/poll_check under libonramp.so:
+# poll, ppoll, select, pselect and epoll (level, edge, one-shot, errors) over accelerated and
+# kernel fds, EINTR from a handler, a listener reached through the stack and the kernel, a
+# socket accelerated after it joined an epoll set, and errno left alone on kernel fds. The
+# stack's TAP (198.18.77.0/24) is made in the case's namespace and goes with it.
+source "$(dirname "$0")/lib.sh"
+require_root
+CHECK=$(realpath "$BUILD/tests/intercept/poll_check")
+LIB=$(realpath "$BUILD/libonramp.so")
+
+poll_case() # EF_POLL_USEC
+{
+	STACK_NS=onrit$CASE_ID-a
+	netns_add "$STACK_NS"
+	ip netns exec "$STACK_NS" env EF_LINK=tap EF_POLL_USEC="$1" EF_TAP_ADDR=198.18.77.2/24 \
+		EF_NAME="it$CASE_ID-pc" LD_PRELOAD="$LIB" timeout 60 "$CHECK" > "$CASE_DIR/pc.out" 2>&1 ||
+		fail "$(grep -m3 '^FAIL' "$CASE_DIR/pc.out" | tr '\n' ' ') $(tail -n 1 "$CASE_DIR/pc.out")"
+	pass "$(grep -c '^ok' "$CASE_DIR/pc.out") checks"
+}
+
+run_case "poll-select-epoll" poll_case 0
+run_case "poll-select-epoll EF_POLL_USEC=50" poll_case 50
+finish
