@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "intercept.h"
@@ -26,13 +27,17 @@ extern char **environ;
 
 #define HELPER_MAX_SLEEP_NS 10000000 /* the stack's timer tick */
 #define EXIT_LINGER_NS 2000000000    /* the last process gives closing connections this long */
+#define ONR_MAX_PROCS 256	     /* processes sharing one stack that exit tracks */
 
 /* What the processes of one stack share (a MAP_SHARED mapping, inherited by fork). */
 struct onr_shared {
 	struct stack_rt rt;
 	uint32_t armed;	 /* the wake fd was written and not drained yet */
-	uint32_t nproc;	 /* processes using the stack; the last one out closes it */
 	int wake_fd;	 /* eventfd: readable while armed */
+	/* The processes of the family (the creator and its forked descendants), for the last
+	 * one out to know it is last. 0: a free slot. */
+	pid_t pids[ONR_MAX_PROCS];
+	uint64_t region_ino; /* the region file, as /proc/<pid>/maps names it */
 };
 
 static struct onr_shared *sh;
@@ -400,7 +405,12 @@ static void proc_start(void)
 		fallback(cfg.no_fail, "cannot make the stack's wake eventfd");
 		return;
 	}
-	sh->nproc = 1;
+	{
+		struct stat st;
+		if (fstat(sh->rt.region.fd, &st) == 0)
+			sh->region_ino = st.st_ino;
+	}
+	sh->pids[0] = getpid();
 	sh->rt.stack.notify = proc_notify;
 	sh->rt.stack.notify_arg = sh;
 	spin_ns = (int64_t)cfg.poll_usec * 1000;
@@ -460,6 +470,47 @@ static bool connections_closing(const struct stack *s)
 	return false;
 }
 
+/* Whether process pid maps the region (a process that exec'd, or a reused pid, does not). */
+static bool maps_region(pid_t pid)
+{
+	char path[64], line[512];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long long ino = 0;
+		if (sscanf(line, "%*s %*s %*s %*s %llu", &ino) == 1 && ino == sh->region_ino)
+			found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * This process leaves the family (under the stack lock). It was the last when no other
+ * member still maps the region: members that exec'd (by any route, posix_spawn included)
+ * or died are found out here, which a count kept at fork and exit never would be.
+ */
+static bool family_leave(void)
+{
+	pid_t me = getpid();
+	bool last = true;
+
+	for (int i = 0; i < ONR_MAX_PROCS; i++) {
+		if (sh->pids[i] == me)
+			sh->pids[i] = 0;
+		else if (sh->pids[i] && !maps_region(sh->pids[i]))
+			sh->pids[i] = 0;
+		else if (sh->pids[i])
+			last = false;
+	}
+	return last;
+}
+
 /*
  * The process ends: its fds stop naming their sockets. The last process of the family gives
  * closing connections a moment to finish (their FINs and last data acknowledged), then
@@ -483,7 +534,7 @@ static void proc_exit(void)
 			onr_fd_clear(fd);
 		}
 	}
-	last = --sh->nproc == 0;
+	last = family_leave();
 	if (last) {
 		int64_t end = onr_now_ns() + EXIT_LINGER_NS;
 		while (connections_closing(&sh->rt.stack) && onr_now_ns() < end) {
@@ -530,7 +581,20 @@ static void fork_count(int delta)
 		if (e && e->kind == ONR_FD_STACK && (so = sock_get(&sh->rt.stack, e->id)))
 			so->refs = (uint32_t)((int)so->refs + delta);
 	}
-	sh->nproc = (uint32_t)((int)sh->nproc + delta);
+}
+
+/* A forked child joins the family, entered by its parent before fork returns there (a
+ * parent that exits at once, as a daemon's does, must already count it). With every slot
+ * taken the family cannot see it: warn, as its stack may then be closed under it. */
+static void family_join(pid_t child)
+{
+	for (int i = 0; i < ONR_MAX_PROCS; i++)
+		if (sh->pids[i] == 0) {
+			sh->pids[i] = child;
+			return;
+		}
+	onr_log(1, "more than %d processes share the stack: process %d is not tracked",
+		ONR_MAX_PROCS, (int)child);
 }
 
 __attribute__((visibility("default"))) pid_t fork(void)
@@ -554,8 +618,11 @@ __attribute__((visibility("default"))) pid_t fork(void)
 		sig_deferred = 0;
 		return 0;
 	}
-	if (pid < 0 && shared && onr_lock() == 0) {
-		fork_count(-1);
+	if (shared && onr_lock() == 0) {
+		if (pid < 0)
+			fork_count(-1);
+		else
+			family_join(pid);
 		onr_unlock();
 	}
 	pthread_mutex_unlock(&fds_lock);
