@@ -48,10 +48,16 @@ enum tcp_state {
 #define TCP_OPT_SACK   0x02 /* RFC 2018 SACK-permitted exchanged */
 #define TCP_OPT_TS     0x04 /* RFC 7323 timestamps exchanged */
 
-/* Per-buffer flags (meta.flags) of send-queue frames: the SACK scoreboard (RFC 6675). */
-#define TCP_PKT_SACKED	    0x01
-#define TCP_PKT_RETRANS	    0x02 /* retransmitted during the current recovery */
-#define TCP_SACK_BLOCKS_MAX 4
+/*
+ * Per-buffer flags (meta.flags) of send-queue frames: the SACK scoreboard (RFC 6675) and
+ * RACK's marks (RFC 8985). A frame counts in flight (pipe) unless SACKed or deemed lost,
+ * and a lost one counts again once its retransmission is out: !SACKED && (!LOST || RETRANS).
+ */
+#define TCP_PKT_SACKED	     0x01
+#define TCP_PKT_RETRANS	     0x02 /* a retransmission of it is in flight (until deemed lost) */
+#define TCP_PKT_LOST	     0x04 /* deemed lost: to be retransmitted during recovery */
+#define TCP_PKT_EVER_RETRANS 0x08 /* sent more than once: its delivery is ambiguous for RACK */
+#define TCP_SACK_BLOCKS_MAX  4
 
 /* Socket-level TCP flags (tcp_cb.tflags). */
 #define TCP_F_NODELAY	 0x0001
@@ -118,9 +124,23 @@ struct tcp_cb {
 	uint16_t n_acceptq, n_synq;
 	/* RFC 6675 scoreboard summary and RFC 2018 reporting */
 	uint32_t sacked_bytes; /* bytes above snd_una the peer has SACKed */
-	uint32_t rack_ts_us;   /* latest transmission time among the data SACKed (RACK) */
 	uint32_t pipe;	       /* RFC 6675 estimate of bytes in flight, during recovery */
 	uint32_t last_ooo_seq; /* most recent out-of-order arrival: the first SACK block */
+	/* RACK (RFC 8985 §6): of the data delivered (ACKed or SACKed), the most recently sent */
+	uint32_t rack_ts_us;	  /* its (last) transmission time, µs */
+	uint32_t rack_end;	  /* its end sequence: orders frames sent in the same µs */
+	uint32_t rack_rtt_us;	  /* its round trip */
+	uint32_t rack_min_rtt_us; /* smallest round trip measured, 0: none yet */
+	uint32_t rack_fack;	  /* highest end delivered; later deliveries below it: reordering */
+	uint32_t rack_dsack_round; /* snd_nxt when a D-SACK last widened reo_wnd (§6.2 step 4) */
+	uint8_t rack_reord;	   /* reordering seen on this connection */
+	uint8_t rack_reo_mult;	   /* reo_wnd in min_rtt/4 units, grown by D-SACKs (0 read as 1) */
+	uint8_t rack_reo_persist;  /* recoveries left before reo_mult returns to 1 */
+	uint8_t rack_dsack_open;   /* rack_dsack_round is in use */
+	uint64_t rack_at;	   /* RACK reordering timer (§6.3), 0: not armed */
+	/* a duplicate segment to report in the next ACK's first SACK block (D-SACK, RFC 2883);
+	 * empty when start == end */
+	uint32_t dsack_start, dsack_end;
 	/* RFC 7323 */
 	uint32_t ts_recent; /* the peer's latest TSval, echoed in TSecr */
 	uint32_t ts_offset; /* per-connection offset of our TSval clock */

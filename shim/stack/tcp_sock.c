@@ -98,7 +98,7 @@ void tcp_drop(struct stack *s, uint32_t id, int err)
 	tcp_free_buffers(s, so);
 	tcp_hash_remove(s, id);
 	so->state = TCPS_CLOSED;
-	so->tcp.rto_at = so->tcp.delack_at = so->tcp.persist_at = 0;
+	so->tcp.rto_at = so->tcp.delack_at = so->tcp.persist_at = so->tcp.rack_at = 0;
 	so->tcp.keepalive_at = so->tcp.tw_at = 0;
 	if (err)
 		so->so_error = err;
@@ -116,7 +116,7 @@ void tcp_enter_time_wait(struct stack *s, uint32_t id)
 	so->state = TCPS_TIME_WAIT;
 	/* nothing can be sent any more: the send side's buffers go back now */
 	tcp_free_send_and_ooo(s, t);
-	t->rto_at = t->persist_at = t->keepalive_at = 0;
+	t->rto_at = t->persist_at = t->keepalive_at = t->rack_at = 0;
 	t->tw_at = stack_clock_now(s->clock) + TCP_TIME_WAIT_NS;
 }
 

@@ -189,6 +189,7 @@ struct seg_spec {
 	const void *payload;
 	size_t n;
 	bool bad_csum;
+	bool b_to_a; /* from B's sport to A's dport instead */
 };
 
 static void frame_tcp(struct frame *f, const struct stackpair *p, const struct seg_spec *sp)
@@ -196,6 +197,8 @@ static void frame_tcp(struct frame *f, const struct stackpair *p, const struct s
 	uint8_t seg[ONR_PKT_BUF_SIZE];
 	struct tcp_hdr *th = (struct tcp_hdr *)seg;
 	size_t hlen = TCP_HDR_MIN_LEN + sp->optlen, len = hlen + sp->n;
+	const struct stackpair_side *from = sp->b_to_a ? &p->b : &p->a;
+	const struct stackpair_side *to = sp->b_to_a ? &p->a : &p->b;
 	uint16_t c;
 
 	memset(th, 0, sizeof(*th));
@@ -211,10 +214,10 @@ static void frame_tcp(struct frame *f, const struct stackpair *p, const struct s
 	if (sp->n)
 		memcpy(seg + hlen, sp->payload, sp->n);
 	c = csum_fold(csum_add(
-	    csum_pseudo(p->a.stack.addr_be32, p->b.stack.addr_be32, IPPROTO_TCP_, (uint16_t)len),
+	    csum_pseudo(from->stack.addr_be32, to->stack.addr_be32, IPPROTO_TCP_, (uint16_t)len),
 	    seg, len));
 	th->csum_be16 = htons(sp->bad_csum ? (uint16_t)(c ^ 0x5a5a) : c);
-	frame_ipv4(f, &p->a, &p->b, IPPROTO_TCP_, seg, len);
+	frame_ipv4(f, from, to, IPPROTO_TCP_, seg, len);
 }
 
 /* B announces its address to A (a gratuitous ARP): A's neighbour entry stays fresh, as it
@@ -1405,6 +1408,211 @@ static void test_tcp_tlp__tail_of_a_flight_lost__recovered_before_the_rto(void *
 	close_both(p, ca, cb, lid);
 }
 
+/* ---- RACK, SACK scoreboard, D-SACK ----------------------------------------------------- */
+
+static void put_be32_at(uint8_t *o, uint32_t v)
+{
+	o[0] = (uint8_t)(v >> 24);
+	o[1] = (uint8_t)(v >> 16);
+	o[2] = (uint8_t)(v >> 8);
+	o[3] = (uint8_t)v;
+}
+
+/* Warm a connection up with a one-way delay each way: RACK learns the round trip. */
+static void warm_up_with_delay(struct stackpair *p, int ca, int cb, uint64_t delay_ns)
+{
+	p->end_a.faults.delay_ns = delay_ns;
+	p->end_b.faults.delay_ns = delay_ns;
+	finish_transfer(p, &p->a.stack, ca, &p->b.stack, cb, 4 * full_seg(p, ca), 0, 0, 1 * S);
+	run_for(p, 100 * MS);
+}
+
+/* Send n full segments from A at once, the wire dropping those whose bit is set in `drop`. */
+static void send_segs_dropping(struct stackpair *p, int ca, size_t from, unsigned n, unsigned drop)
+{
+	uint32_t mss = full_seg(p, ca);
+
+	for (unsigned i = 0; i < n; i++) {
+		p->end_a.faults.drop_every = (drop >> i) & 1;
+		assert_int_equal(send_pattern(&p->a.stack, ca, from + i * mss, mss), mss);
+		stack_tx_flush(&p->a.stack);
+	}
+	p->end_a.faults.drop_every = 0;
+}
+
+/* The first data segment A sent since mark at sequence seq, or NULL. */
+static const struct seg_rec *a_sent_seq(uint64_t mark, uint32_t seq)
+{
+	for (uint64_t i = mark; i < taps[0].n; i++)
+		if (tap_seg(&taps[0], i, 0)->len && tap_seg(&taps[0], i, 0)->seq == seq)
+			return tap_seg(&taps[0], i, 0);
+	return NULL;
+}
+
+static void
+test_tcp_rack__one_later_segment_sacked__lost_one_resent_after_the_reordering_window(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 93), ca, cb;
+	const struct tcp_cb *a;
+	uint32_t mss, una;
+	uint64_t mark, t0;
+	const struct seg_rec *r;
+
+	connect_pair(p, lid, 93, &ca, &cb);
+	warm_up_with_delay(p, ca, cb, 1 * MS); /* a 2 ms round trip */
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	una = a->snd_una;
+	mark = taps[0].n;
+	t0 = now_ns(p);
+	/* four segments; only the second arrives: one SACKed segment is no DupThresh, and
+	 * the two after it were sent no earlier, so only the first can be deemed lost, and
+	 * only once the reordering window (a quarter of the round trip) has passed */
+	send_segs_dropping(p, ca, 4 * mss, 4, 0xd);
+	while (now_ns(p) - t0 < 2 * MS + 200000)
+		stackpair_step(p, 50000);
+	assert_int_equal(a->sacked_bytes, mss);
+	assert_null(a_sent_seq(mark + 4, una)); /* not at the SACK's arrival */
+	while (now_ns(p) - t0 < 4 * MS)
+		stackpair_step(p, 50000);
+	r = a_sent_seq(mark + 4, una);
+	assert_non_null(r);
+	assert_in_range(r->t_ns - t0, 2 * MS + 300000, 3 * MS);
+	assert_null(a_sent_seq(mark + 4, una + 2 * mss)); /* sent after the delivered one */
+	assert_int_equal(stat_of(&p->a.stack, "tcp_rack_timeouts"), 1);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_tail_loss_probes"), 0);
+	/* the rest (the tail) is recovered by the probe, not the RTO */
+	run_for(p, 100 * MS);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 4 * mss), 4 * mss);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_rto_expired"), 0);
+	close_both(p, ca, cb, lid);
+}
+
+static void test_tcp_rack__lost_retransmission__found_and_resent_without_a_timeout(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 94), ca, cb;
+	const struct tcp_cb *a;
+	uint32_t mss, una;
+	uint64_t mark, t0;
+
+	connect_pair(p, lid, 94, &ca, &cb);
+	warm_up_with_delay(p, ca, cb, 1 * MS);
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	una = a->snd_una;
+	/* the first of five is lost, and so is its first retransmission; the segments sent
+	 * after that retransmission tell RACK it is lost too */
+	mark = taps[0].n;
+	t0 = now_ns(p);
+	send_segs_dropping(p, ca, 4 * mss, 5, 0x1);
+	p->end_a.faults.drop_every = 1;
+	while (!a_sent_seq(mark + 5, una) && now_ns(p) - t0 < 10 * MS)
+		stackpair_step(p, 50000);
+	assert_non_null(a_sent_seq(mark + 5, una));
+	p->end_a.faults.drop_every = 0;
+	assert_int_equal(send_pattern(&p->a.stack, ca, 9 * mss, 2 * mss), 2 * mss);
+	run_for(p, 20 * MS);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 4 * mss), 7 * mss);
+	assert_true(stat_of(&p->a.stack, "tcp_rack_lost") >= 2); /* the original, then its copy */
+	assert_int_equal(stat_of(&p->a.stack, "tcp_rto_expired"), 0);
+	close_both(p, ca, cb, lid);
+}
+
+static void
+test_tcp_sack__block_edge_inside_a_segment__only_the_unsacked_part_is_resent(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 95), ca, cb;
+	const struct tcp_cb *a;
+	uint32_t mss, una, half;
+	uint8_t opt[12] = {1, 1, 5, 10};
+	uint64_t mark;
+	struct frame f;
+	struct seg_spec sp;
+	const struct seg_rec *r;
+
+	connect_pair(p, lid, 95, &ca, &cb);
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	una = a->snd_una;
+	half = mss / 2;
+	mark = taps[0].n;
+	/* three segments the wire loses; then B (forged) SACKs from the middle of the first to
+	 * the end: the peer holds 2.5 segments, which is DupThresh for a flight of three */
+	send_segs_dropping(p, ca, 0, 3, 0x7);
+	put_be32_at(opt + 4, una + half);
+	put_be32_at(opt + 8, una + 3 * mss);
+	sp = (struct seg_spec){.sport = ntohs(p->b.stack.socks[cb].lport_be16),
+			       .dport = ntohs(p->b.stack.socks[cb].rport_be16),
+			       .seq = p->b.stack.socks[cb].tcp.snd_nxt,
+			       .ack = una,
+			       .flags = TCP_ACK,
+			       .wnd = p->b.stack.socks[cb].tcp.rcv_adv -
+				      p->b.stack.socks[cb].tcp.rcv_nxt,
+			       .opts = opt,
+			       .optlen = sizeof(opt),
+			       .b_to_a = true};
+	sp.wnd = (uint16_t)(sp.wnd >> p->b.stack.socks[cb].tcp.rcv_wscale);
+	frame_tcp(&f, p, &sp);
+	stackpair_step(p, 100000); /* the SACK comes a round trip after the segments */
+	inject(&p->a, &f);
+	assert_int_equal(a->sacked_bytes, 3 * mss - half);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_sndq_splits"), 1);
+	/* what goes again is the part the peer lacks, nothing it holds */
+	stackpair_step(p, 0);
+	r = a_sent_seq(mark + 3, una);
+	assert_non_null(r);
+	assert_int_equal(r->len, half);
+	assert_null(a_sent_seq(mark + 3, una + mss));
+	/* the forged SACK was a lie B's ACKs never confirm: the timeouts send it all again */
+	run_for(p, 2 * S);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 0), 3 * mss);
+	close_both(p, ca, cb, lid);
+}
+
+static void test_tcp_dsack__duplicate_segments__each_answered_at_once_with_a_dsack(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 96), ca, cb;
+	struct stack_sock *a;
+	uint32_t seq;
+	uint8_t data[100];
+	struct frame f;
+	struct seg_spec sp;
+	uint64_t mark;
+
+	connect_pair(p, lid, 96, &ca, &cb);
+	a = &p->a.stack.socks[ca];
+	seq = a->tcp.snd_nxt;
+	assert_int_equal(send_pattern(&p->a.stack, ca, 0, sizeof(data)), sizeof(data));
+	run_for(p, 100 * MS);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 0), sizeof(data));
+	/* the same segment three times more, as a sender whose ACK was lost resends it */
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = pattern_byte(i);
+	sp = (struct seg_spec){.sport = ntohs(a->lport_be16),
+			       .dport = ntohs(a->rport_be16),
+			       .seq = seq,
+			       .ack = a->tcp.rcv_nxt,
+			       .flags = TCP_ACK | TCP_PSH,
+			       .payload = data,
+			       .n = sizeof(data)};
+	frame_tcp(&f, p, &sp);
+	mark = taps[1].n;
+	for (int i = 0; i < 3; i++)
+		inject(&p->b, &f);
+	stackpair_step(p, 0);
+	/* each answered (no out-of-window rate limit for data), each with a D-SACK */
+	assert_int_equal(taps[1].n, mark + 3);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_dsack_tx"), 3);
+	stackpair_run(p, 10 * MS);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_dsack_rx"), 3);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_oow_acks_limited"), 0);
+	close_both(p, ca, cb, lid);
+}
+
 static void test_tcp_oow__segments_out_of_window__one_ack_per_500_ms(void **state)
 {
 	struct stackpair *p = *state;
@@ -1803,6 +2011,10 @@ int main(void)
 	    T(test_tcp_rfc5961__in_window_rst_off_rcv_nxt__challenge_ack_and_survives),
 	    T(test_tcp_oow__segments_out_of_window__one_ack_per_500_ms),
 	    T(test_tcp_tlp__tail_of_a_flight_lost__recovered_before_the_rto),
+	    T(test_tcp_rack__one_later_segment_sacked__lost_one_resent_after_the_reordering_window),
+	    T(test_tcp_rack__lost_retransmission__found_and_resent_without_a_timeout),
+	    T(test_tcp_sack__block_edge_inside_a_segment__only_the_unsacked_part_is_resent),
+	    T(test_tcp_dsack__duplicate_segments__each_answered_at_once_with_a_dsack),
 	    T(test_tcp_rfc5961__rst_at_rcv_nxt__resets_with_econnreset),
 	    T(test_tcp_rfc5961__rst_outside_the_window__dropped_without_answer),
 	    T(test_tcp_rfc5961__syn_on_an_established_connection__challenge_ack_and_survives),
