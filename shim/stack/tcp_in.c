@@ -228,11 +228,55 @@ static void rxq_append(struct stack *s, uint32_t id, uint32_t head)
 	sock_rxq_enqueue(s, id, head, pkt_chain_count(s->pool, head));
 }
 
+/* [start, end) joined the out-of-order queue: its run (merged with every recorded run it
+ * touches) becomes the first to report. */
+static void sack_runs_note(struct tcp_cb *t, uint32_t start, uint32_t end)
+{
+	unsigned n = 0;
+	uint32_t keep[TCP_SACK_BLOCKS_MAX][2];
+
+	for (unsigned i = 0; i < t->n_sack_runs; i++) {
+		uint32_t l = t->sack_runs[i][0], r = t->sack_runs[i][1];
+		if (tcp_seq_leq(l, end) && tcp_seq_geq(r, start)) {
+			start = tcp_seq_lt(l, start) ? l : start;
+			end = tcp_seq_gt(r, end) ? r : end;
+		} else {
+			keep[n][0] = l;
+			keep[n++][1] = r;
+		}
+	}
+	t->sack_runs[0][0] = start;
+	t->sack_runs[0][1] = end;
+	if (n > TCP_SACK_BLOCKS_MAX - 1)
+		n = TCP_SACK_BLOCKS_MAX - 1;
+	memcpy(t->sack_runs[1], keep, n * sizeof(keep[0]));
+	t->n_sack_runs = (uint8_t)(n + 1);
+}
+
+/* rcv_nxt moved (or the queue was cut): runs it reached, or left empty, are no longer out
+ * of order. */
+static void sack_runs_trim(struct tcp_cb *t)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < t->n_sack_runs; i++) {
+		if (tcp_seq_leq(t->sack_runs[i][1], t->rcv_nxt) ||
+		    t->sack_runs[i][0] == t->sack_runs[i][1])
+			continue;
+		t->sack_runs[n][0] =
+		    tcp_seq_lt(t->sack_runs[i][0], t->rcv_nxt) ? t->rcv_nxt : t->sack_runs[i][0];
+		t->sack_runs[n++][1] = t->sack_runs[i][1];
+	}
+	t->n_sack_runs = (uint8_t)n;
+}
+
 static uint32_t ooo_free_head(struct stack *s, struct stack_sock *so)
 {
 	uint32_t h = so->tcp.ooo_head;
 
 	so->tcp.ooo_head = pkt_meta(s->pool, h)->queue_next;
+	if (so->tcp.ooo_head == ONR_PKT_NIL)
+		so->tcp.ooo_tail = ONR_PKT_NIL;
 	so->tcp.ooo_bufs -= pkt_chain_count(s->pool, h);
 	return h;
 }
@@ -269,12 +313,17 @@ static void ooo_insert(struct stack *s, uint32_t id, uint32_t head, uint32_t seq
 	unsigned n = pkt_chain_count(s->pool, head);
 	uint32_t *link = &t->ooo_head;
 
-	if (t->ooo_bufs + n > TCP_OOO_MAX_BUFS ||
-	    (so->rxq_bufs + t->ooo_bufs + n) * (uint64_t)ONR_PKT_BUF_SIZE > so->rcvbuf) {
+	/* The socket's share bounds the queue, in buffers, as it bounds the window offered:
+	 * whatever the peer sends inside that window can wait here for a hole to fill (a
+	 * tighter cap dropped SACK-able data and made the peer resend it). */
+	if ((so->rxq_bufs + t->ooo_bufs + n) * (uint64_t)ONR_PKT_BUF_SIZE > so->rcvbuf) {
 		STACK_STAT_INC(s, tcp_ooo_drops);
 		pkt_pool_put(s->pool, head);
 		return;
 	}
+	/* most arrivals extend the highest run: no walk for them */
+	if (t->ooo_tail != ONR_PKT_NIL && tcp_seq_gt(seq, pkt_meta(s->pool, t->ooo_tail)->user))
+		link = &pkt_meta(s->pool, t->ooo_tail)->queue_next;
 	while (*link != ONR_PKT_NIL && tcp_seq_lt(pkt_meta(s->pool, *link)->user, seq))
 		link = &pkt_meta(s->pool, *link)->queue_next;
 	if (*link != ONR_PKT_NIL && pkt_meta(s->pool, *link)->user == seq &&
@@ -285,10 +334,51 @@ static void ooo_insert(struct stack *s, uint32_t id, uint32_t head, uint32_t seq
 	}
 	pkt_meta(s->pool, head)->queue_next = *link;
 	pkt_meta(s->pool, head)->sock_id = id;
+	if (*link == ONR_PKT_NIL)
+		t->ooo_tail = head;
 	*link = head;
 	t->ooo_bufs += n;
-	t->last_ooo_seq = seq;
+	sack_runs_note(t, seq, seq + pkt_meta(s->pool, head)->frame_len);
 	STACK_STAT_INC(s, tcp_ooo_queued);
+}
+
+/*
+ * The segment that fills the hole at rcv_nxt must find room, or nothing queued out of
+ * order above it can ever be read: when the socket's share is full, the highest
+ * out-of-order segments go (reneged, RFC 2018 §8; Linux's tcp_prune_ofo_queue), and the
+ * sender sends them again. Returns whether `n` more buffers now fit.
+ */
+static bool ooo_prune_for(struct stack *s, struct stack_sock *so, unsigned n)
+{
+	struct tcp_cb *t = &so->tcp;
+
+	while (t->ooo_head != ONR_PKT_NIL &&
+	       (so->rxq_bufs + t->ooo_bufs + n) * (uint64_t)ONR_PKT_BUF_SIZE > so->rcvbuf) {
+		uint32_t prev = ONR_PKT_NIL, f = t->ooo_head, end;
+
+		while (pkt_meta(s->pool, f)->queue_next != ONR_PKT_NIL) {
+			prev = f;
+			f = pkt_meta(s->pool, f)->queue_next;
+		}
+		if (prev == ONR_PKT_NIL) {
+			t->ooo_head = ONR_PKT_NIL;
+			end = t->rcv_nxt;
+		} else {
+			pkt_meta(s->pool, prev)->queue_next = ONR_PKT_NIL;
+			end = pkt_meta(s->pool, prev)->user + pkt_meta(s->pool, prev)->frame_len;
+		}
+		t->ooo_tail = prev;
+		t->ooo_bufs -= pkt_chain_count(s->pool, f);
+		pkt_pool_put(s->pool, f);
+		STACK_STAT_INC(s, tcp_ooo_purged);
+		/* what is reported SACKed ends where the queue now ends */
+		for (unsigned i = 0; i < t->n_sack_runs; i++)
+			if (tcp_seq_gt(t->sack_runs[i][1], end))
+				t->sack_runs[i][1] =
+				    tcp_seq_gt(t->sack_runs[i][0], end) ? t->sack_runs[i][0] : end;
+		sack_runs_trim(t); /* drops the runs left empty */
+	}
+	return (so->rxq_bufs + t->ooo_bufs + n) * (uint64_t)ONR_PKT_BUF_SIZE <= so->rcvbuf;
 }
 
 /* Memory pressure: out-of-order data goes first (design §4 rule 5); it will be resent. */
@@ -302,16 +392,21 @@ static void tcp_purge_ooo_all(struct stack *s)
 			pkt_pool_put(s->pool, ooo_free_head(s, so));
 			STACK_STAT_INC(s, tcp_ooo_purged);
 		}
+		so->tcp.n_sack_runs = 0; /* reneged (RFC 2018 §8): SACKed no more */
 	}
 }
 
 /* ---- acknowledgements ----------------------------------------------------------------- */
 
-/* Free what `ack` covers from the send queue. */
-static void sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
+/*
+ * Free what `ack` covers from the send queue. Returns a round-trip sample in µs (0: none):
+ * from the latest sent of the frames this ACK delivered, if it was sent once only (Karn)
+ * and not SACKed before.
+ */
+static uint32_t sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
 {
 	struct tcp_cb *t = &so->tcp;
-	uint32_t now_us = (uint32_t)(stack_clock_now(s->clock) / 1000);
+	uint32_t now_us = (uint32_t)(stack_clock_now(s->clock) / 1000), rtt_us = 0;
 
 	while (t->sndq_head != ONR_PKT_NIL) {
 		struct onr_pkt_meta *m = pkt_meta(s->pool, t->sndq_head);
@@ -321,6 +416,9 @@ static void sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
 			tcp_rack_delivered(t, m, tcp_seq_lt(ack, end) ? ack : end, now_us);
 		if (tcp_seq_leq(end, ack)) {
 			uint32_t h = t->sndq_head;
+			if (!(m->flags & (TCP_PKT_SACKED | TCP_PKT_EVER_RETRANS)) &&
+			    (!rtt_us || now_us - m->ts < rtt_us))
+				rtt_us = now_us - m->ts ? now_us - m->ts : 1;
 			if (m->flags & TCP_PKT_SACKED)
 				t->sacked_bytes -= m->len;
 			t->sndq_head = m->queue_next;
@@ -345,6 +443,7 @@ static void sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
 	}
 	if (t->sndq_head == ONR_PKT_NIL)
 		t->sndq_tail = ONR_PKT_NIL;
+	return rtt_us;
 }
 
 /* The valid SACK blocks of a segment, clipped to [snd_una, snd_max), in ascending order.
@@ -456,14 +555,19 @@ static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack, const struct
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
 	uint64_t now = stack_clock_now(s->clock);
-	uint32_t acked = ack - t->snd_una;
+	uint32_t acked = ack - t->snd_una, rtt_us;
 	bool fin_acked = (t->tflags & TCP_F_FIN_SENT) && ack == t->snd_max;
 
-	sndq_release(s, so, fin_acked ? ack - 1 : ack);
+	rtt_us = sndq_release(s, so, fin_acked ? ack - 1 : ack);
 	t->snd_una = ack;
 	if (tcp_seq_lt(t->snd_nxt, ack))
 		t->snd_nxt = ack;
-	if ((t->opts & TCP_OPT_TS) && seg->opt_ts && seg->tsecr) {
+	if (rtt_us) {
+		/* µs from the frames' send times, as Linux: timestamp echoes count whole
+		 * milliseconds, too coarse where the round trip is a fraction of one */
+		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
+		tcp_rtt_update(s, so, (uint64_t)rtt_us * 1000u);
+	} else if ((t->opts & TCP_OPT_TS) && seg->opt_ts && seg->tsecr) {
 		/* RFC 7323 §4: every ACK of new data measures, retransmissions included */
 		uint32_t ms = tcp_ts_now(s, t) - seg->tsecr;
 		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
@@ -474,6 +578,7 @@ static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack, const struct
 		tcp_rtt_update(s, so, now - t->rtt_start_ns);
 	}
 	t->retries = 0;
+	t->tlp_probes = 0;
 	t->dupacks = 0;
 	if (t->tflags & TCP_F_RECOVERY) {
 		if (tcp_seq_geq(ack, t->recover)) {
@@ -977,7 +1082,8 @@ static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
 		if (seg->seq == t->rcv_nxt) {
 			if ((so->rxq_bufs + t->ooo_bufs) * (uint64_t)ONR_PKT_BUF_SIZE >=
 				so->rcvbuf &&
-			    seg->len > TCP_SMALL_SEGMENT) {
+			    seg->len > TCP_SMALL_SEGMENT &&
+			    !ooo_prune_for(s, so, pkt_chain_count(s->pool, head))) {
 				STACK_STAT_INC(s, tcp_rcvq_full);
 				pkt_pool_put(s->pool, head);
 				t->tflags |= TCP_F_ACK_NOW;
@@ -987,6 +1093,7 @@ static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
 			rxq_append(s, id, head);
 			if (t->ooo_head != ONR_PKT_NIL) {
 				ooo_drain(s, id);
+				sack_runs_trim(t);
 				t->tflags |= TCP_F_ACK_NOW; /* a hole filled: tell the sender now */
 			}
 			if (++t->segs_unacked > s->cfg->delack_thresh ||

@@ -11,7 +11,7 @@
 #include "sock.h"
 #include "tcp.h"
 
-static unsigned tcp_output_segs(struct stack *s, uint32_t id, unsigned max, bool probe);
+static uint32_t sndq_frame_at(struct stack *s, const struct tcp_cb *t, uint32_t seq);
 
 /* The sequence just past the data queued (where a FIN goes). */
 static uint32_t data_end(const struct tcp_cb *t)
@@ -83,17 +83,19 @@ static void tcp_arm_tlp(struct stack *s, struct tcp_cb *t)
 {
 	uint64_t now = stack_clock_now(s->clock), pto = 2ull * t->srtt_us * 1000u;
 
-	/* RFC 8985 §7: a probe after two round trips of silence makes the peer SACK what
-	 * arrived, so that a lost tail is recovered by SACK rather than by the timeout */
-	if (pto < TCP_TLP_MIN_NS)
-		pto = TCP_TLP_MIN_NS;
-	/* one segment out: its ACK may be a delayed one (RFC 8985 §7.2, WCDelAckT) */
-	if (t->snd_max - t->snd_una <= tcp_payload_mss(t))
-		pto += TCP_TLP_DELACK_NS;
-	/* Not once the timeout has fired. Unlike Linux, also during recovery: with the small
+	/* RFC 8985 §7: a probe after two round trips of silence makes the peer ACK (and SACK)
+	 * what arrived, so that a lost tail or a lost last ACK costs a round trip, not the
+	 * timeout. As Linux (tcp_schedule_loss_probe): 2 SRTT and a little, or with one
+	 * segment out, whose ACK may be a delayed one, WCDelAckT (§7.2) more. */
+	pto += t->snd_max - t->snd_una <= tcp_payload_mss(t) ? TCP_TLP_DELACK_NS : TCP_TLP_MIN_NS;
+	/* Not once the timeout has fired, nor when the timeout comes first (a lone segment's
+	 * probe would only postpone it). Unlike Linux, also during recovery: with the small
 	 * windows of a lossy path a lost retransmission is often followed by nothing RACK
 	 * could see delivered, and the probe finds it in 2 RTTs rather than RTO_MIN. */
-	t->tlp_at = t->srtt_us && !t->retries && now + pto < t->rto_at ? now + pto : 0;
+	t->tlp_at =
+	    t->srtt_us && !t->retries && t->tlp_probes < TCP_TLP_MAX && now + pto < t->rto_at
+		? now + pto
+		: 0;
 	stack_timer_due(s, t->tlp_at);
 }
 
@@ -175,38 +177,14 @@ static uint8_t *put_be32(uint8_t *o, uint32_t v)
 	return o + 4;
 }
 
-/* SACK blocks for the out-of-order queue: contiguous runs, the one holding the latest
- * arrival first (RFC 2018 §4). Returns the number written (at most max). */
-static unsigned sack_blocks(struct stack *s, const struct tcp_cb *t, uint32_t out[][2],
-			    unsigned max)
+/* SACK blocks for the out-of-order queue: the runs the receive side recorded, the one that
+ * changed last first (RFC 2018 §4). Returns the number written (at most max). */
+static unsigned sack_blocks(const struct tcp_cb *t, uint32_t out[][2], unsigned max)
 {
-	unsigned n = 0, first = 0;
+	unsigned n = t->n_sack_runs < max ? t->n_sack_runs : max;
 
-	for (uint32_t id = t->ooo_head; id != ONR_PKT_NIL; id = pkt_meta(s->pool, id)->queue_next) {
-		const struct onr_pkt_meta *m = pkt_meta(s->pool, id);
-		uint32_t start = m->user, end = m->user + m->frame_len;
-
-		if (n && tcp_seq_geq(out[n - 1][1], start)) {
-			if (tcp_seq_gt(end, out[n - 1][1]))
-				out[n - 1][1] = end;
-		} else if (n < TCP_SACK_BLOCKS_MAX) {
-			out[n][0] = start;
-			out[n][1] = end;
-			n++;
-		} else {
-			break;
-		}
-		if (tcp_seq_geq(t->last_ooo_seq, out[n - 1][0]) &&
-		    tcp_seq_lt(t->last_ooo_seq, out[n - 1][1]))
-			first = n - 1;
-	}
-	if (first) {
-		uint32_t b[2] = {out[first][0], out[first][1]};
-		memmove(out[1], out[0], first * sizeof(out[0]));
-		out[0][0] = b[0];
-		out[0][1] = b[1];
-	}
-	return n < max ? n : max;
+	memcpy(out, t->sack_runs, n * sizeof(out[0]));
+	return n;
 }
 
 /* A SACK option of k blocks at o + n, NOP-aligned; returns the new length. */
@@ -281,15 +259,16 @@ static unsigned tcp_options(struct stack *s, struct stack_sock *so, uint8_t flag
 		blocks[0][0] = t->dsack_start;
 		blocks[0][1] = t->dsack_end;
 		if (t->ooo_head != ONR_PKT_NIL)
-			k += sack_blocks(s, t, blocks + 1, (40 - n - 4) / 8 - 1);
+			k += sack_blocks(t, blocks + 1, (40 - n - 4) / 8 - 1);
 		t->dsack_start = t->dsack_end;
 		STACK_STAT_INC(s, tcp_dsack_tx);
 		n = sack_option_put(o, n, blocks, k);
 	} else if ((t->opts & TCP_OPT_SACK) && (flags & TCP_ACK) && t->ooo_head != ONR_PKT_NIL) {
 		uint32_t blocks[TCP_SACK_BLOCKS_MAX][2];
-		unsigned k = sack_blocks(s, t, blocks, (40 - n - 4) / 8);
+		unsigned k = sack_blocks(t, blocks, (40 - n - 4) / 8);
 
-		n = sack_option_put(o, n, blocks, k);
+		if (k)
+			n = sack_option_put(o, n, blocks, k);
 	}
 	return n;
 }
@@ -364,38 +343,51 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 }
 
 /*
- * The probe (RFC 8985 §7.3): a new segment when there is one and the peer's window takes
- * it, beyond the congestion window; otherwise a segment again: the last one, or in
- * recovery the first not delivered, most likely a lost retransmission. Either way the
- * peer's ACK lets RACK see what is missing.
+ * The probe (RFC 8985 §7.3): a segment sent again, the last one, or in recovery the first
+ * not delivered (most likely a lost retransmission). The RFC prefers new data, which is no
+ * spurious retransmission; but a receiver ACKs a lone new segment only when its
+ * delayed-ACK timer runs out (Linux: 40 ms), and a duplicate at once, with a D-SACK. Where
+ * only the last ACK of a flight was lost, as often as not, that is the difference between
+ * a round trip and 40 ms. Either way the peer's ACK lets RACK see what is missing.
+ * A second probe follows when the first draws nothing (the RFC allows one): a receiver
+ * that ACKs a whole burst at once (GRO) makes a lost ACK a stalled flight, and losing the
+ * answer to the probe too would otherwise cost RTO_MIN.
  */
 void tcp_tlp_fire(struct stack *s, uint32_t id)
 {
-	struct tcp_cb *t = &s->socks[id].tcp;
-	uint32_t out = t->snd_max - t->snd_una, len = tcp_payload_mss(t), seq = t->snd_max - len;
-	uint32_t unsent = data_end(t) - t->snd_nxt;
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+	uint32_t out = t->snd_max - t->snd_una, len = tcp_payload_mss(t), seq = t->snd_una;
+	uint32_t f = ONR_PKT_NIL;
 
 	t->tlp_at = 0;
 	if (!out || (t->tflags & TCP_F_FIN_SENT) || t->snd_nxt != t->snd_max)
 		return;
-	STACK_STAT_INC(s, tcp_tail_loss_probes);
-	if (unsent && tcp_output_segs(s, id, 1, true))
-		return;
 	if (t->tflags & TCP_F_RECOVERY) {
-		for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL;
-		     f = pkt_meta(s->pool, f)->queue_next) {
-			const struct onr_pkt_meta *m = pkt_meta(s->pool, f);
-			if (!(m->flags & TCP_PKT_SACKED)) {
-				seq = m->user;
-				len = m->len < len ? m->len : len;
-				break;
-			}
-		}
-	} else if (len > out) {
-		len = out;
-		seq = t->snd_una;
+		for (f = t->sndq_head;
+		     f != ONR_PKT_NIL && (pkt_meta(s->pool, f)->flags & TCP_PKT_SACKED);
+		     f = pkt_meta(s->pool, f)->queue_next)
+			;
+	} else {
+		f = sndq_frame_at(s, t, t->snd_max - 1);
 	}
-	tcp_xmit(s, id, seq, len, TCP_ACK | TCP_PSH);
+	if (f != ONR_PKT_NIL) {
+		const struct onr_pkt_meta *m = pkt_meta(s->pool, f);
+		seq = m->user;
+		len = m->len;
+	}
+	if (len > tcp_payload_mss(t))
+		len = tcp_payload_mss(t);
+	if (len > t->snd_max - seq)
+		len = t->snd_max - seq;
+	if (!len || tcp_xmit(s, id, seq, len, TCP_ACK | TCP_PSH) < 0)
+		return;
+	STACK_STAT_INC(s, tcp_tail_loss_probes);
+	t->tflags &= (uint16_t)~TCP_F_RTT_TIMING; /* Karn */
+	/* RFC 8985 §7.3: the timeout counts from the probe; the second probe goes before
+	 * it, which it does not postpone again */
+	if (++t->tlp_probes == 1)
+		tcp_arm_rto(s, so);
 }
 
 void tcp_send_ack(struct stack *s, uint32_t id)
@@ -572,23 +564,18 @@ static bool tcp_should_hold(const struct tcp_cb *t, uint32_t len, bool full, uin
 	return !(t->tflags & TCP_F_NODELAY) && t->snd_nxt != t->snd_una && len == unsent;
 }
 
-/*
- * Send up to `max` segments of what the windows, Nagle and cork allow; `probe`: the
- * congestion window is not asked (a tail loss probe). Returns the segments sent.
- */
-static unsigned tcp_output_segs(struct stack *s, uint32_t id, unsigned max, bool probe)
+void tcp_output(struct stack *s, uint32_t id)
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
-	unsigned sent = 0;
 
 	if (so->state < TCPS_ESTABLISHED || so->state == TCPS_TIME_WAIT)
 		goto ack;
-	while (sent < max) {
+	for (;;) {
 		uint32_t end = data_end(t), inflight = t->snd_nxt - t->snd_una;
-		if ((t->tflags & TCP_F_RECOVERY) && (t->opts & TCP_OPT_SACK) && !probe)
+		if ((t->tflags & TCP_F_RECOVERY) && (t->opts & TCP_OPT_SACK))
 			inflight = t->pipe; /* RFC 6675: the scoreboard's estimate */
-		uint32_t wnd = t->snd_wnd < t->cwnd || probe ? t->snd_wnd : t->cwnd;
+		uint32_t wnd = t->snd_wnd < t->cwnd ? t->snd_wnd : t->cwnd;
 		uint32_t unsent;
 
 		if (t->sacked_bytes && tcp_seq_lt(t->snd_nxt, t->snd_max))
@@ -614,7 +601,7 @@ static unsigned tcp_output_segs(struct stack *s, uint32_t id, unsigned max, bool
 			 * cannot follow; the ACKs of the flight will open room for all of it.
 			 * The peer's window: send what it takes (SWS avoidance is the receiver's,
 			 * which opens its window by whole segments), splitting the frame. */
-			if (inflight && wnd == t->cwnd && !probe && sndq_frames_are_segments(t))
+			if (inflight && wnd == t->cwnd && sndq_frames_are_segments(t))
 				break;
 			len = room;
 			if (len && t->snd_nxt == t->snd_max && sndq_frames_are_segments(t)) {
@@ -646,7 +633,6 @@ static unsigned tcp_output_segs(struct stack *s, uint32_t id, unsigned max, bool
 			flags |= TCP_PSH;
 		if (tcp_xmit(s, id, t->snd_nxt, len, flags) < 0)
 			break;
-		sent++;
 		if (!(t->tflags & TCP_F_RTT_TIMING)) {
 			t->tflags |= TCP_F_RTT_TIMING;
 			t->rtt_seq = t->snd_nxt;
@@ -665,7 +651,7 @@ static unsigned tcp_output_segs(struct stack *s, uint32_t id, unsigned max, bool
 			t->snd_max = t->snd_nxt;
 		if (!t->rto_at)
 			tcp_arm_rto(s, so);
-		else if (tcp_seq_geq(t->snd_nxt, t->snd_max) && !probe)
+		else if (tcp_seq_geq(t->snd_nxt, t->snd_max))
 			tcp_arm_tlp(s, t); /* RFC 8985 §7.2: new data restarts the probe timer */
 		t->persist_at = 0;
 		if (flags & TCP_FIN)
@@ -674,12 +660,6 @@ static unsigned tcp_output_segs(struct stack *s, uint32_t id, unsigned max, bool
 ack:
 	if (t->tflags & TCP_F_ACK_NOW)
 		tcp_send_ack(s, id);
-	return sent;
-}
-
-void tcp_output(struct stack *s, uint32_t id)
-{
-	tcp_output_segs(s, id, UINT32_MAX, false);
 }
 
 void tcp_retransmit(struct stack *s, uint32_t id)

@@ -19,7 +19,7 @@ void tcp_sock_init(struct stack *s, struct stack_sock *so)
 
 	so->rcvbuf = (uint32_t)s->cfg->tcp_rcvbuf;
 	so->sndbuf = (uint32_t)s->cfg->tcp_sndbuf;
-	t->sndq_head = t->sndq_tail = t->snd_cursor = t->ooo_head = ONR_PKT_NIL;
+	t->sndq_head = t->sndq_tail = t->snd_cursor = t->ooo_head = t->ooo_tail = ONR_PKT_NIL;
 	t->parent = t->acceptq_head = t->acceptq_tail = t->accept_next = SOCK_NIL;
 	t->demux_next = t->port_next = SOCK_NIL;
 	t->rto_ms = (uint32_t)s->cfg->tcp_rto_initial;
@@ -44,8 +44,9 @@ static void tcp_free_send_and_ooo(struct stack *s, struct tcp_cb *t)
 		t->ooo_head = pkt_meta(s->pool, h)->queue_next;
 		pkt_pool_put(s->pool, h);
 	}
-	t->sndq_tail = t->snd_cursor = ONR_PKT_NIL;
+	t->sndq_tail = t->snd_cursor = t->ooo_tail = ONR_PKT_NIL;
 	t->sndq_bufs = t->sndq_bytes = t->ooo_bufs = t->sacked_bytes = 0;
+	t->n_sack_runs = 0;
 }
 
 void tcp_free_buffers(struct stack *s, struct stack_sock *so)

@@ -35,6 +35,8 @@ struct seg_rec {
 	uint32_t seq, ack, len; /* len: payload bytes */
 	uint16_t wnd;		/* as on the wire, unscaled */
 	uint8_t flags;
+	uint8_t n_sack; /* SACK blocks, in the order sent */
+	uint32_t sack[4][2];
 };
 
 #define TAP_MAX 4096 /* most recent segments kept per end */
@@ -72,6 +74,25 @@ static bool seg_decode(struct pkt_pool *pool, uint32_t head, struct seg_rec *r)
 	r->len = ntohs(ip->len_be16) - ihl - (th->doff >> 4) * 4u;
 	r->wnd = ntohs(th->wnd_be16);
 	r->flags = th->flags;
+	r->n_sack = 0;
+	for (const uint8_t *o = (const uint8_t *)(th + 1),
+			   *e = (const uint8_t *)th + (th->doff >> 4) * 4u;
+	     o < e && *o;) {
+		if (*o == 1) {
+			o++;
+			continue;
+		}
+		if (o + 1 >= e || o[1] < 2)
+			break;
+		for (unsigned i = 2; *o == 5 && i + 8 <= o[1] && r->n_sack < 4;
+		     i += 8, r->n_sack++) {
+			memcpy(&r->sack[r->n_sack][0], o + i, 4);
+			memcpy(&r->sack[r->n_sack][1], o + i + 4, 4);
+			r->sack[r->n_sack][0] = ntohl(r->sack[r->n_sack][0]);
+			r->sack[r->n_sack][1] = ntohl(r->sack[r->n_sack][1]);
+		}
+		o += o[1];
+	}
 	return true;
 }
 
@@ -1613,6 +1634,94 @@ static void test_tcp_dsack__duplicate_segments__each_answered_at_once_with_a_dsa
 	close_both(p, ca, cb, lid);
 }
 
+/* A's segment of `n` pattern bytes at stream offset `off` (B's rcv_nxt + off), forged. */
+static void inject_data_from_a(struct stackpair *p, int ca, int cb, uint32_t off, uint32_t n)
+{
+	static uint8_t data[2048];
+	struct stack_sock *a = &p->a.stack.socks[ca];
+	uint32_t base = p->b.stack.socks[cb].tcp.rcv_nxt;
+	struct seg_spec sp = {.sport = ntohs(a->lport_be16),
+			      .dport = ntohs(a->rport_be16),
+			      .seq = base + off,
+			      .ack = a->tcp.rcv_nxt,
+			      .flags = TCP_ACK,
+			      .payload = data,
+			      .n = n};
+	struct frame f;
+
+	for (uint32_t i = 0; i < n; i++)
+		data[i] = pattern_byte(off + i);
+	frame_tcp(&f, p, &sp);
+	inject(&p->b, &f);
+}
+
+/* A test that forged A's data leaves A and B disagreeing on the stream: end it at once. */
+static void abort_both(struct stackpair *p, int ca, int cb, int lid)
+{
+	abort_connections(&p->a.stack);
+	abort_connections(&p->b.stack);
+	sock_close(&p->a.stack, (uint32_t)ca);
+	sock_close(&p->b.stack, (uint32_t)cb);
+	sock_close(&p->b.stack, (uint32_t)lid);
+	stackpair_run(p, 1 * S);
+}
+
+static void test_tcp_sack__runs_reported__the_most_recently_changed_first(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 97), ca, cb;
+	uint32_t base, k = 1000;
+	const struct seg_rec *r;
+
+	connect_pair(p, lid, 97, &ca, &cb);
+	base = p->b.stack.socks[cb].tcp.rcv_nxt;
+	/* four runs above holes, made lowest first; then the second grows */
+	for (uint32_t i = 1; i <= 4; i++)
+		inject_data_from_a(p, ca, cb, 3 * i * k, k);
+	inject_data_from_a(p, ca, cb, 7 * k, k);
+	stackpair_step(p, 0);
+	r = tap_last(&taps[1]);
+	/* RFC 2018 §4: the run that changed last, then those reported most recently (three
+	 * blocks fit beside the timestamps); the oldest gives way though it is the lowest */
+	assert_int_equal(r->n_sack, 3);
+	assert_int_equal(r->sack[0][0], base + 6 * k);
+	assert_int_equal(r->sack[0][1], base + 8 * k);
+	assert_int_equal(r->sack[1][0], base + 12 * k);
+	assert_int_equal(r->sack[1][1], base + 13 * k);
+	assert_int_equal(r->sack[2][0], base + 9 * k);
+	assert_int_equal(r->sack[2][1], base + 10 * k);
+	abort_both(p, ca, cb, lid);
+}
+
+static void test_tcp_rcvbuf__out_of_order_data_fills_the_share__the_hole_still_fills(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener_with(&p->b.stack, 98, 8 * ONR_PKT_BUF_SIZE), ca, cb;
+	struct stack_sock *b;
+	uint32_t rcv_nxt, k = 1000, share;
+	static char buf[65536];
+
+	connect_pair(p, lid, 98, &ca, &cb);
+	b = &p->b.stack.socks[cb];
+	rcv_nxt = b->tcp.rcv_nxt;
+	share = b->rcvbuf / ONR_PKT_BUF_SIZE; /* in buffers (SO_RCVBUF is doubled, as Linux) */
+	/* segments above a one-segment hole take the whole share */
+	for (uint32_t i = 1; i <= share; i++)
+		inject_data_from_a(p, ca, cb, i * k, k);
+	assert_int_equal(b->tcp.ooo_bufs, share);
+	/* the segment that fills the hole is taken, the highest out-of-order one given up
+	 * (it used to be dropped as beyond the share: the connection could never go on) */
+	inject_data_from_a(p, ca, cb, 0, k);
+	assert_int_equal(b->tcp.rcv_nxt, rcv_nxt + share * k);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_ooo_purged"), 1);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_rcvq_full"), 0);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)cb, buf, sizeof(buf), 0, NULL),
+			 share * k);
+	for (uint32_t i = 0; i < share * k; i++)
+		assert_int_equal((uint8_t)buf[i], pattern_byte(i));
+	abort_both(p, ca, cb, lid);
+}
+
 static void test_tcp_oow__segments_out_of_window__one_ack_per_500_ms(void **state)
 {
 	struct stackpair *p = *state;
@@ -2015,6 +2124,8 @@ int main(void)
 	    T(test_tcp_rack__lost_retransmission__found_and_resent_without_a_timeout),
 	    T(test_tcp_sack__block_edge_inside_a_segment__only_the_unsacked_part_is_resent),
 	    T(test_tcp_dsack__duplicate_segments__each_answered_at_once_with_a_dsack),
+	    T(test_tcp_sack__runs_reported__the_most_recently_changed_first),
+	    T(test_tcp_rcvbuf__out_of_order_data_fills_the_share__the_hole_still_fills),
 	    T(test_tcp_rfc5961__rst_at_rcv_nxt__resets_with_econnreset),
 	    T(test_tcp_rfc5961__rst_outside_the_window__dropped_without_answer),
 	    T(test_tcp_rfc5961__syn_on_an_established_connection__challenge_ack_and_survives),
