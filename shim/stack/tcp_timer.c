@@ -163,7 +163,7 @@ void tcp_timers(struct stack *s, uint64_t now)
 			tcp_drop(s, id, 0);
 			continue;
 		}
-		if (t->tlp_at && now >= t->tlp_at)
+		if (t->tlp_at && now >= t->tlp_at && t->rto_at > now)
 			tcp_tlp_fire(s, id);
 		if (t->rto_at && now >= t->rto_at) {
 			t->tlp_at = 0;

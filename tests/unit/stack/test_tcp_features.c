@@ -1510,6 +1510,41 @@ test_tcp_rack__one_later_segment_sacked__lost_one_resent_after_the_reordering_wi
 	close_both(p, ca, cb, lid);
 }
 
+static void
+test_tcp_tlp__last_ack_and_the_first_probes_answer_lost__second_probe_no_rto(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 99), ca, cb;
+	const struct tcp_cb *a;
+	uint32_t mss;
+	uint64_t t0, t1;
+
+	connect_pair(p, lid, 99, &ca, &cb);
+	warm_up_with_delay(p, ca, cb, 1 * MS); /* a 2 ms round trip */
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	/* B gets the whole flight, but everything B sends is lost until a round trip after
+	 * the first probe: its ACKs, and its answer to that probe */
+	p->end_b.faults.loss_pct = 100;
+	t0 = now_ns(p);
+	assert_int_equal(send_pattern(&p->a.stack, ca, 4 * mss, 4 * mss), 4 * mss);
+	while (!stat_of(&p->a.stack, "tcp_tail_loss_probes") && now_ns(p) - t0 < 100 * MS)
+		stackpair_step(p, 100000);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_tail_loss_probes"), 1);
+	t1 = now_ns(p);
+	while (now_ns(p) - t1 < 3 * MS)
+		stackpair_step(p, 100000);
+	p->end_b.faults.loss_pct = 0;
+	/* the second probe, a PTO later, draws the ACK: no timeout, no cut of the window */
+	while (a->snd_una != a->snd_max && now_ns(p) - t0 < 300 * MS)
+		stackpair_step(p, 100000);
+	assert_int_equal(a->snd_una, a->snd_max);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_tail_loss_probes"), 2);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_rto_expired"), 0);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 4 * mss), 4 * mss);
+	close_both(p, ca, cb, lid);
+}
+
 static void test_tcp_rack__lost_retransmission__found_and_resent_without_a_timeout(void **state)
 {
 	struct stackpair *p = *state;
@@ -2122,6 +2157,7 @@ int main(void)
 	    T(test_tcp_tlp__tail_of_a_flight_lost__recovered_before_the_rto),
 	    T(test_tcp_rack__one_later_segment_sacked__lost_one_resent_after_the_reordering_window),
 	    T(test_tcp_rack__lost_retransmission__found_and_resent_without_a_timeout),
+	    T(test_tcp_tlp__last_ack_and_the_first_probes_answer_lost__second_probe_no_rto),
 	    T(test_tcp_sack__block_edge_inside_a_segment__only_the_unsacked_part_is_resent),
 	    T(test_tcp_dsack__duplicate_segments__each_answered_at_once_with_a_dsack),
 	    T(test_tcp_sack__runs_reported__the_most_recently_changed_first),
