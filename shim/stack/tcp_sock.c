@@ -299,6 +299,14 @@ ssize_t tcp_sock_send(struct stack *s, uint32_t id, const void *buf, size_t len,
 				uint32_t k = per - m->len;
 				if (k > len - done)
 					k = (uint32_t)(len - done);
+				/* a frame that gave bytes to the one before it (sndq_pull), or was
+				 * partly acknowledged, starts further in: move its data back to the
+				 * headroom before it grows past the buffer (and into the next) */
+				if (m->off + m->len + k > ONR_PKT_BUF_SIZE) {
+					memmove(pkt_buf(s->pool, tail) + STACK_HEADROOM,
+						pkt_data(s->pool, tail), m->len);
+					m->off = STACK_HEADROOM;
+				}
 				memcpy(pkt_data(s->pool, tail) + m->len, p + done, k);
 				m->len = (uint16_t)(m->len + k);
 				m->frame_len = m->len;

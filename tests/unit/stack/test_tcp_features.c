@@ -1757,6 +1757,53 @@ static void test_tcp_rcvbuf__out_of_order_data_fills_the_share__the_hole_still_f
 	abort_both(p, ca, cb, lid);
 }
 
+static void
+test_tcp_sndq__frames_reshaped_when_the_mss_shrinks__then_topped_up__bytes_intact(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 100), ca, cb;
+	struct tcp_cb *a;
+	uint32_t mss;
+	size_t sent;
+
+	connect_pair(p, lid, 100, &ca, &cb);
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	/* a full congestion window goes out; three more frames wait behind it */
+	sent = send_pattern(&p->a.stack, ca, 0, 13 * mss);
+	assert_int_equal(sent, 13 * mss);
+	/* B's data arrives out of order at A: A's segments now carry SACK blocks, and are
+	 * shorter than the frames waiting, which are reshaped as they go */
+	{
+		struct stack_sock *bs = &p->b.stack.socks[cb];
+		uint8_t data[100] = {0};
+		struct seg_spec sp = {.sport = ntohs(bs->lport_be16),
+				      .dport = ntohs(bs->rport_be16),
+				      .seq = bs->tcp.snd_nxt + 1000,
+				      .ack = bs->tcp.rcv_nxt,
+				      .flags = TCP_ACK,
+				      .wnd = 65535,
+				      .payload = data,
+				      .n = sizeof(data),
+				      .b_to_a = true};
+		struct frame f;
+		frame_tcp(&f, p, &sp);
+		inject(&p->a, &f);
+	}
+	assert_true(tcp_payload_mss(a) < mss);
+	/* the frames go out reshaped while the application keeps writing into the last */
+	for (int i = 0; i < 200 && sent < 64 * mss; i++) {
+		sent += send_pattern(&p->a.stack, ca, sent, 100);
+		stackpair_step(p, 20000);
+		for (uint32_t f = a->sndq_head; f != ONR_PKT_NIL;
+		     f = pkt_meta(&p->a.pool, f)->queue_next)
+			assert_true(pkt_meta(&p->a.pool, f)->off + pkt_meta(&p->a.pool, f)->len <=
+				    ONR_PKT_BUF_SIZE);
+	}
+	finish_transfer(p, &p->a.stack, ca, &p->b.stack, cb, sent, sent, 0, 5 * S);
+	abort_both(p, ca, cb, lid);
+}
+
 static void test_tcp_oow__segments_out_of_window__one_ack_per_500_ms(void **state)
 {
 	struct stackpair *p = *state;
@@ -2162,6 +2209,7 @@ int main(void)
 	    T(test_tcp_dsack__duplicate_segments__each_answered_at_once_with_a_dsack),
 	    T(test_tcp_sack__runs_reported__the_most_recently_changed_first),
 	    T(test_tcp_rcvbuf__out_of_order_data_fills_the_share__the_hole_still_fills),
+	    T(test_tcp_sndq__frames_reshaped_when_the_mss_shrinks__then_topped_up__bytes_intact),
 	    T(test_tcp_rfc5961__rst_at_rcv_nxt__resets_with_econnreset),
 	    T(test_tcp_rfc5961__rst_outside_the_window__dropped_without_answer),
 	    T(test_tcp_rfc5961__syn_on_an_established_connection__challenge_ack_and_survives),
