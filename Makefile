@@ -41,7 +41,7 @@ PKT_SRCS   := shim/pkt/pool.c
 STACK_SRCS := shim/stack/region.c shim/stack/stack.c shim/stack/eth.c shim/stack/arp.c \
 	      shim/stack/ip.c shim/stack/icmp.c shim/stack/udp.c shim/stack/sock.c \
 	      shim/stack/tcp_in.c shim/stack/tcp_out.c shim/stack/tcp_sock.c shim/stack/tcp_timer.c \
-	      shim/stack/tcp_cc.c shim/stack/runtime.c
+	      shim/stack/tcp_cc.c shim/stack/tcp_rack.c shim/stack/runtime.c
 LINK_SRCS  := shim/link/loop.c shim/link/tap.c shim/link/xdp.c shim/link/shmem.c
 CPLANE_SRCS := shim/cplane/cplane.c
 SDUMP_LIB_SRCS := tools/stackdump/read.c tools/stackdump/dump.c tools/stackdump/json.c

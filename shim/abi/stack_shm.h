@@ -17,7 +17,7 @@
 
 #define ONR_SHM_MAGIC	 0x31534d4152524f4eULL /* "NORRAMS1" read as bytes */
 #define ONR_ABI_MAJOR	 1
-#define ONR_ABI_MINOR	 1
+#define ONR_ABI_MINOR	 2
 #define ONR_SHM_PREFIX	 "onramp-"
 #define ONR_SHM_DIR	 "/dev/shm"
 #define ONR_NAME_MAX	 32 /* bytes of a stack name, NUL included */

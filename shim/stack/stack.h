@@ -27,10 +27,10 @@
 #define ARP_REACHABLE_NS      (30ull * 1000000000u)
 #define ARP_RETRY_NS	      (1ull * 1000000000u)
 #define ARP_TRIES	      3
-#define NEIGH_POLL_NS	      (20ull * 1000000u)	 /* kernel neighbour table: look again */
-#define NEIGH_TRIES	      150			 /* looks before giving up (3 s) */
+#define NEIGH_POLL_NS	      (20ull * 1000000u)   /* kernel neighbour table: look again */
+#define NEIGH_TRIES	      150		   /* looks before giving up (3 s) */
 #define NEIGH_RECHECK_NS      (5ull * 1000000000u) /* a kernel entry is taken for this long */
-#define IP_REASM_SLOTS	      16 /* datagrams being reassembled at once */
+#define IP_REASM_SLOTS	      16		   /* datagrams being reassembled at once */
 #define IP_REASM_MAX_BUFS     64 /* buffers one datagram may hold while incomplete */
 #define IP_REASM_TIMEOUT_NS   (30ull * 1000000000u) /* RFC 791's suggested 15 s is per hop */
 #define UDP_RX_QUEUE_MAX_BUFS 256 /* per socket, besides the SO_RCVBUF bytes bound */
@@ -161,6 +161,14 @@ struct stack {
 	void (*notify)(void *arg);
 	void *notify_arg;
 };
+
+/* A timer of a protocol falls due at `at` (ns; 0: none): stack_poll runs the timers then,
+ * not only at the next coarse 10 ms tick (RACK's and the loss probe's are finer). */
+static inline void stack_timer_due(struct stack *s, uint64_t at)
+{
+	if (at && at < s->next_timer_ns)
+		s->next_timer_ns = at;
+}
 
 /* Next value of the stack's pseudo-random generator. */
 uint64_t stack_rng(struct stack *s);

@@ -90,6 +90,7 @@ void tcp_retransmit_from_una(struct stack *s, uint32_t id);
 /* A segment the peer must answer with an ACK (zero-window and keepalive probes). */
 void tcp_send_probe(struct stack *s, uint32_t id);
 uint32_t tcp_ts_now(struct stack *s, const struct tcp_cb *t);
+int tcp_sndq_split(struct stack *s, struct tcp_cb *t, uint32_t f, uint32_t at);
 /* Retransmit lost segments the scoreboard names, then new data, while cwnd > pipe. */
 void tcp_sack_send(struct stack *s, uint32_t id);
 uint32_t tcp_rcv_window(const struct stack *s, const struct stack_sock *so);
@@ -97,6 +98,18 @@ uint32_t tcp_isn(struct stack *s, uint32_t laddr, uint16_t lport, uint32_t raddr
 void tcp_arm_rto(struct stack *s, struct stack_sock *so);
 /* Send the tail loss probe that tcp_arm_rto scheduled. */
 void tcp_tlp_fire(struct stack *s, uint32_t id);
+
+/* tcp_rack.c: RACK loss detection (RFC 8985 §6) */
+/* Frame m (sent last at m->ts) is newly delivered, ACKed or SACKed, up to `end`. */
+void tcp_rack_delivered(struct tcp_cb *t, const struct onr_pkt_meta *m, uint32_t end,
+			uint32_t now_us);
+/* An ACK arrived; `dsack`: it carried a D-SACK (RFC 2883). */
+void tcp_rack_dsack(struct tcp_cb *t, bool dsack);
+void tcp_rack_recovery_done(struct tcp_cb *t);
+uint32_t tcp_rack_reo_wnd(const struct tcp_cb *t);
+/* Mark lost frames (and the first unacknowledged one when `head_lost`), arm the reordering
+ * timer, enter recovery and retransmit as needed. */
+void tcp_rack_run(struct stack *s, uint32_t id, bool head_lost);
 
 /* tcp_timer.c */
 void tcp_timers(struct stack *s, uint64_t now);

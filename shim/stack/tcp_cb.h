@@ -35,23 +35,29 @@ enum tcp_state {
 #define TCP_KEEPINTVL_S	    75
 #define TCP_KEEPCNT_DEFAULT 9
 #define TCP_DUPACK_THRESH   3
-#define TCP_OOO_MAX_BUFS    256 /* out-of-order segments one connection may hold */
 #define TCP_SMALL_SEGMENT   512 /* payloads this small are copied into the queue's tail */
 #define TCP_PAWS_IDLE_NS    (24ull * 86400 * 1000000000u) /* RFC 7323 §5.5 */
-#define TCP_TLP_MIN_NS	    (10ull * 1000000u)		  /* Linux's floor of the probe timeout */
-#define TCP_TLP_DELACK_NS   (200ull * 1000000u)		  /* RFC 8985 WCDelAckT */
-#define TCP_OOW_ACK_NS	    (500ull * 1000000u)		  /* Linux tcp_invalid_ratelimit */
-#define TCP_INIT_CWND_SEGS  10				  /* RFC 6928 */
+#define TCP_TLP_MIN_NS	    (2ull * 1000000u)	/* added to 2 SRTT: Linux's TCP_TIMEOUT_MIN */
+#define TCP_TLP_DELACK_NS   (200ull * 1000000u) /* RFC 8985 WCDelAckT */
+#define TCP_TLP_MAX	    2 /* probes before the RTO (RFC 8985: 1; see tcp_tlp_fire) */
+#define TCP_OOW_ACK_NS	    (500ull * 1000000u) /* Linux tcp_invalid_ratelimit */
+#define TCP_INIT_CWND_SEGS  10			/* RFC 6928 */
 
 /* Negotiated options. */
 #define TCP_OPT_WSCALE 0x01
 #define TCP_OPT_SACK   0x02 /* RFC 2018 SACK-permitted exchanged */
 #define TCP_OPT_TS     0x04 /* RFC 7323 timestamps exchanged */
 
-/* Per-buffer flags (meta.flags) of send-queue frames: the SACK scoreboard (RFC 6675). */
-#define TCP_PKT_SACKED	    0x01
-#define TCP_PKT_RETRANS	    0x02 /* retransmitted during the current recovery */
-#define TCP_SACK_BLOCKS_MAX 4
+/*
+ * Per-buffer flags (meta.flags) of send-queue frames: the SACK scoreboard (RFC 6675) and
+ * RACK's marks (RFC 8985). A frame counts in flight (pipe) unless SACKed or deemed lost,
+ * and a lost one counts again once its retransmission is out: !SACKED && (!LOST || RETRANS).
+ */
+#define TCP_PKT_SACKED	     0x01
+#define TCP_PKT_RETRANS	     0x02 /* a retransmission of it is in flight (until deemed lost) */
+#define TCP_PKT_LOST	     0x04 /* deemed lost: to be retransmitted during recovery */
+#define TCP_PKT_EVER_RETRANS 0x08 /* sent more than once: its delivery is ambiguous for RACK */
+#define TCP_SACK_BLOCKS_MAX  4
 
 /* Socket-level TCP flags (tcp_cb.tflags). */
 #define TCP_F_NODELAY	 0x0001
@@ -86,7 +92,7 @@ struct tcp_cb {
 	uint32_t sndq_head, sndq_tail, sndq_bufs, sndq_bytes;
 	uint32_t snd_cursor; /* frame holding snd_nxt, or ONR_PKT_NIL (speeds up sending) */
 	/* out-of-order segments, sorted by sequence (meta.user) */
-	uint32_t ooo_head, ooo_bufs;
+	uint32_t ooo_head, ooo_tail, ooo_bufs;
 	uint32_t rxq_off; /* bytes of the head received frame already read */
 	/* RFC 6298 */
 	uint32_t srtt_us, rttvar_us, rto_ms;
@@ -105,6 +111,7 @@ struct tcp_cb {
 	/* timers: absolute ns, 0 = not armed */
 	uint64_t rto_at, delack_at, persist_at, keepalive_at, tw_at;
 	uint64_t tlp_at;	   /* tail loss probe due (RFC 8985 §7), 0: none */
+	uint8_t tlp_probes;	   /* probes sent since new data was last acknowledged */
 	uint64_t last_rx_ns;	   /* keepalive idle and TCP_USER_TIMEOUT reference */
 	uint64_t unacked_since_ns; /* when the oldest unacknowledged data was first sent */
 	uint32_t keepidle_s, keepintvl_s;
@@ -118,9 +125,26 @@ struct tcp_cb {
 	uint16_t n_acceptq, n_synq;
 	/* RFC 6675 scoreboard summary and RFC 2018 reporting */
 	uint32_t sacked_bytes; /* bytes above snd_una the peer has SACKed */
-	uint32_t rack_ts_us;   /* latest transmission time among the data SACKed (RACK) */
 	uint32_t pipe;	       /* RFC 6675 estimate of bytes in flight, during recovery */
-	uint32_t last_ooo_seq; /* most recent out-of-order arrival: the first SACK block */
+	/* the out-of-order runs to report, most recently changed first (RFC 2018 §4: each
+	 * block is repeated in the ACKs after it, so one lost ACK does not hide it) */
+	uint32_t sack_runs[TCP_SACK_BLOCKS_MAX][2];
+	uint8_t n_sack_runs;
+	/* RACK (RFC 8985 §6): of the data delivered (ACKed or SACKed), the most recently sent */
+	uint32_t rack_ts_us;	  /* its (last) transmission time, µs */
+	uint32_t rack_end;	  /* its end sequence: orders frames sent in the same µs */
+	uint32_t rack_rtt_us;	  /* its round trip */
+	uint32_t rack_min_rtt_us; /* smallest round trip measured, 0: none yet */
+	uint32_t rack_fack;	  /* highest end delivered; later deliveries below it: reordering */
+	uint32_t rack_dsack_round; /* snd_nxt when a D-SACK last widened reo_wnd (§6.2 step 4) */
+	uint8_t rack_reord;	   /* reordering seen on this connection */
+	uint8_t rack_reo_mult;	   /* reo_wnd in min_rtt/4 units, grown by D-SACKs (0 read as 1) */
+	uint8_t rack_reo_persist;  /* recoveries left before reo_mult returns to 1 */
+	uint8_t rack_dsack_open;   /* rack_dsack_round is in use */
+	uint64_t rack_at;	   /* RACK reordering timer (§6.3), 0: not armed */
+	/* a duplicate segment to report in the next ACK's first SACK block (D-SACK, RFC 2883);
+	 * empty when start == end */
+	uint32_t dsack_start, dsack_end;
 	/* RFC 7323 */
 	uint32_t ts_recent; /* the peer's latest TSval, echoed in TSecr */
 	uint32_t ts_offset; /* per-connection offset of our TSval clock */

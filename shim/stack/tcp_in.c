@@ -149,6 +149,17 @@ static bool tcp_parse_options(const uint8_t *o, unsigned len, struct tcp_seg *se
 
 /* ---- receive queues ------------------------------------------------------------------- */
 
+/* [start, end) arrived again: report it in the next ACK, which goes now (RFC 2883), so a
+ * sender learns its retransmission was not needed (and widens its reordering window). */
+static void tcp_dsack_note(struct tcp_cb *t, uint32_t start, uint32_t end)
+{
+	if (!(t->opts & TCP_OPT_SACK))
+		return;
+	t->dsack_start = start;
+	t->dsack_end = end;
+	t->tflags |= TCP_F_ACK_NOW;
+}
+
 /* Drop `n` bytes from the front of a received frame (already-received data). */
 static void seg_trim_front(struct stack *s, uint32_t head, uint32_t n)
 {
@@ -217,11 +228,55 @@ static void rxq_append(struct stack *s, uint32_t id, uint32_t head)
 	sock_rxq_enqueue(s, id, head, pkt_chain_count(s->pool, head));
 }
 
+/* [start, end) joined the out-of-order queue: its run (merged with every recorded run it
+ * touches) becomes the first to report. */
+static void sack_runs_note(struct tcp_cb *t, uint32_t start, uint32_t end)
+{
+	unsigned n = 0;
+	uint32_t keep[TCP_SACK_BLOCKS_MAX][2];
+
+	for (unsigned i = 0; i < t->n_sack_runs; i++) {
+		uint32_t l = t->sack_runs[i][0], r = t->sack_runs[i][1];
+		if (tcp_seq_leq(l, end) && tcp_seq_geq(r, start)) {
+			start = tcp_seq_lt(l, start) ? l : start;
+			end = tcp_seq_gt(r, end) ? r : end;
+		} else {
+			keep[n][0] = l;
+			keep[n++][1] = r;
+		}
+	}
+	t->sack_runs[0][0] = start;
+	t->sack_runs[0][1] = end;
+	if (n > TCP_SACK_BLOCKS_MAX - 1)
+		n = TCP_SACK_BLOCKS_MAX - 1;
+	memcpy(t->sack_runs[1], keep, n * sizeof(keep[0]));
+	t->n_sack_runs = (uint8_t)(n + 1);
+}
+
+/* rcv_nxt moved (or the queue was cut): runs it reached, or left empty, are no longer out
+ * of order. */
+static void sack_runs_trim(struct tcp_cb *t)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < t->n_sack_runs; i++) {
+		if (tcp_seq_leq(t->sack_runs[i][1], t->rcv_nxt) ||
+		    t->sack_runs[i][0] == t->sack_runs[i][1])
+			continue;
+		t->sack_runs[n][0] =
+		    tcp_seq_lt(t->sack_runs[i][0], t->rcv_nxt) ? t->rcv_nxt : t->sack_runs[i][0];
+		t->sack_runs[n++][1] = t->sack_runs[i][1];
+	}
+	t->n_sack_runs = (uint8_t)n;
+}
+
 static uint32_t ooo_free_head(struct stack *s, struct stack_sock *so)
 {
 	uint32_t h = so->tcp.ooo_head;
 
 	so->tcp.ooo_head = pkt_meta(s->pool, h)->queue_next;
+	if (so->tcp.ooo_head == ONR_PKT_NIL)
+		so->tcp.ooo_tail = ONR_PKT_NIL;
 	so->tcp.ooo_bufs -= pkt_chain_count(s->pool, h);
 	return h;
 }
@@ -258,25 +313,72 @@ static void ooo_insert(struct stack *s, uint32_t id, uint32_t head, uint32_t seq
 	unsigned n = pkt_chain_count(s->pool, head);
 	uint32_t *link = &t->ooo_head;
 
-	if (t->ooo_bufs + n > TCP_OOO_MAX_BUFS ||
-	    (so->rxq_bufs + t->ooo_bufs + n) * (uint64_t)ONR_PKT_BUF_SIZE > so->rcvbuf) {
+	/* The socket's share bounds the queue, in buffers, as it bounds the window offered:
+	 * whatever the peer sends inside that window can wait here for a hole to fill (a
+	 * tighter cap dropped SACK-able data and made the peer resend it). */
+	if ((so->rxq_bufs + t->ooo_bufs + n) * (uint64_t)ONR_PKT_BUF_SIZE > so->rcvbuf) {
 		STACK_STAT_INC(s, tcp_ooo_drops);
 		pkt_pool_put(s->pool, head);
 		return;
 	}
+	/* most arrivals extend the highest run: no walk for them */
+	if (t->ooo_tail != ONR_PKT_NIL && tcp_seq_gt(seq, pkt_meta(s->pool, t->ooo_tail)->user))
+		link = &pkt_meta(s->pool, t->ooo_tail)->queue_next;
 	while (*link != ONR_PKT_NIL && tcp_seq_lt(pkt_meta(s->pool, *link)->user, seq))
 		link = &pkt_meta(s->pool, *link)->queue_next;
 	if (*link != ONR_PKT_NIL && pkt_meta(s->pool, *link)->user == seq &&
 	    pkt_meta(s->pool, *link)->frame_len >= pkt_meta(s->pool, head)->frame_len) {
+		tcp_dsack_note(t, seq, seq + pkt_meta(s->pool, head)->frame_len);
 		pkt_pool_put(s->pool, head); /* a duplicate of what is queued */
 		return;
 	}
 	pkt_meta(s->pool, head)->queue_next = *link;
 	pkt_meta(s->pool, head)->sock_id = id;
+	if (*link == ONR_PKT_NIL)
+		t->ooo_tail = head;
 	*link = head;
 	t->ooo_bufs += n;
-	t->last_ooo_seq = seq;
+	sack_runs_note(t, seq, seq + pkt_meta(s->pool, head)->frame_len);
 	STACK_STAT_INC(s, tcp_ooo_queued);
+}
+
+/*
+ * The segment that fills the hole at rcv_nxt must find room, or nothing queued out of
+ * order above it can ever be read: when the socket's share is full, the highest
+ * out-of-order segments go (reneged, RFC 2018 §8; Linux's tcp_prune_ofo_queue), and the
+ * sender sends them again. Returns whether `n` more buffers now fit.
+ */
+static bool ooo_prune_for(struct stack *s, struct stack_sock *so, unsigned n)
+{
+	struct tcp_cb *t = &so->tcp;
+
+	while (t->ooo_head != ONR_PKT_NIL &&
+	       (so->rxq_bufs + t->ooo_bufs + n) * (uint64_t)ONR_PKT_BUF_SIZE > so->rcvbuf) {
+		uint32_t prev = ONR_PKT_NIL, f = t->ooo_head, end;
+
+		while (pkt_meta(s->pool, f)->queue_next != ONR_PKT_NIL) {
+			prev = f;
+			f = pkt_meta(s->pool, f)->queue_next;
+		}
+		if (prev == ONR_PKT_NIL) {
+			t->ooo_head = ONR_PKT_NIL;
+			end = t->rcv_nxt;
+		} else {
+			pkt_meta(s->pool, prev)->queue_next = ONR_PKT_NIL;
+			end = pkt_meta(s->pool, prev)->user + pkt_meta(s->pool, prev)->frame_len;
+		}
+		t->ooo_tail = prev;
+		t->ooo_bufs -= pkt_chain_count(s->pool, f);
+		pkt_pool_put(s->pool, f);
+		STACK_STAT_INC(s, tcp_ooo_purged);
+		/* what is reported SACKed ends where the queue now ends */
+		for (unsigned i = 0; i < t->n_sack_runs; i++)
+			if (tcp_seq_gt(t->sack_runs[i][1], end))
+				t->sack_runs[i][1] =
+				    tcp_seq_gt(t->sack_runs[i][0], end) ? t->sack_runs[i][0] : end;
+		sack_runs_trim(t); /* drops the runs left empty */
+	}
+	return (so->rxq_bufs + t->ooo_bufs + n) * (uint64_t)ONR_PKT_BUF_SIZE <= so->rcvbuf;
 }
 
 /* Memory pressure: out-of-order data goes first (design §4 rule 5); it will be resent. */
@@ -290,22 +392,33 @@ static void tcp_purge_ooo_all(struct stack *s)
 			pkt_pool_put(s->pool, ooo_free_head(s, so));
 			STACK_STAT_INC(s, tcp_ooo_purged);
 		}
+		so->tcp.n_sack_runs = 0; /* reneged (RFC 2018 §8): SACKed no more */
 	}
 }
 
 /* ---- acknowledgements ----------------------------------------------------------------- */
 
-/* Free what `ack` covers from the send queue. */
-static void sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
+/*
+ * Free what `ack` covers from the send queue. Returns a round-trip sample in µs (0: none):
+ * from the latest sent of the frames this ACK delivered, if it was sent once only (Karn)
+ * and not SACKed before.
+ */
+static uint32_t sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
 {
 	struct tcp_cb *t = &so->tcp;
+	uint32_t now_us = (uint32_t)(stack_clock_now(s->clock) / 1000), rtt_us = 0;
 
 	while (t->sndq_head != ONR_PKT_NIL) {
 		struct onr_pkt_meta *m = pkt_meta(s->pool, t->sndq_head);
 		uint32_t end = m->user + m->len;
 
+		if (!(m->flags & TCP_PKT_SACKED) && tcp_seq_gt(ack, m->user))
+			tcp_rack_delivered(t, m, tcp_seq_lt(ack, end) ? ack : end, now_us);
 		if (tcp_seq_leq(end, ack)) {
 			uint32_t h = t->sndq_head;
+			if (!(m->flags & (TCP_PKT_SACKED | TCP_PKT_EVER_RETRANS)) &&
+			    (!rtt_us || now_us - m->ts < rtt_us))
+				rtt_us = now_us - m->ts ? now_us - m->ts : 1;
 			if (m->flags & TCP_PKT_SACKED)
 				t->sacked_bytes -= m->len;
 			t->sndq_head = m->queue_next;
@@ -330,33 +443,77 @@ static void sndq_release(struct stack *s, struct stack_sock *so, uint32_t ack)
 	}
 	if (t->sndq_head == ONR_PKT_NIL)
 		t->sndq_tail = ONR_PKT_NIL;
+	return rtt_us;
 }
 
-/* Mark the send-queue frames the SACK blocks cover (RFC 2018 §5). Blocks below snd_una or
- * beyond what was sent are ignored. */
-static void tcp_sack_mark(struct stack *s, struct stack_sock *so, const struct tcp_seg *seg)
+/* The valid SACK blocks of a segment, clipped to [snd_una, snd_max), in ascending order.
+ * Returns how many; *dsack: the first block reports a duplicate (RFC 2883 §4). */
+static unsigned sack_blocks_valid(const struct tcp_cb *t, const struct tcp_seg *seg,
+				  uint32_t out[][2], bool *dsack)
 {
-	struct tcp_cb *t = &so->tcp;
+	unsigned n = 0;
 
-	for (unsigned b = 0; b < seg->n_sack; b++) {
-		uint32_t l = seg->sack[b][0], r = seg->sack[b][1];
+	*dsack =
+	    seg->n_sack && (tcp_seq_leq(seg->sack[0][1], t->snd_una) ||
+			    (seg->n_sack > 1 && tcp_seq_geq(seg->sack[0][0], seg->sack[1][0]) &&
+			     tcp_seq_leq(seg->sack[0][1], seg->sack[1][1])));
+	for (unsigned b = *dsack ? 1 : 0; b < seg->n_sack; b++) {
+		uint32_t l = seg->sack[b][0], r = seg->sack[b][1], i = n;
 
 		if (!tcp_seq_lt(l, r) || tcp_seq_leq(r, t->snd_una) || tcp_seq_gt(r, t->snd_max))
 			continue;
-		for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL;
-		     f = pkt_meta(s->pool, f)->queue_next) {
+		if (tcp_seq_lt(l, t->snd_una))
+			l = t->snd_una;
+		for (; i > 0 && tcp_seq_gt(out[i - 1][0], l); i--) {
+			out[i][0] = out[i - 1][0];
+			out[i][1] = out[i - 1][1];
+		}
+		out[i][0] = l;
+		out[i][1] = r;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Mark the send-queue frames the SACK blocks cover (RFC 2018 §5), splitting a frame a
+ * block's edge cuts; each newly SACKed frame is a delivery for RACK. Blocks below snd_una
+ * or beyond what was sent are ignored. Returns whether the ACK carried a D-SACK.
+ */
+static bool tcp_sack_mark(struct stack *s, struct stack_sock *so, const struct tcp_seg *seg)
+{
+	struct tcp_cb *t = &so->tcp;
+	uint32_t blk[TCP_SACK_BLOCKS_MAX][2], now_us = (uint32_t)(stack_clock_now(s->clock) / 1000);
+	uint32_t f = t->sndq_head;
+	bool dsack;
+	unsigned n = sack_blocks_valid(t, seg, blk, &dsack);
+
+	if (dsack)
+		STACK_STAT_INC(s, tcp_dsack_rx);
+	/* ascending blocks: one walk of the queue serves them all */
+	for (unsigned b = 0; b < n; b++) {
+		uint32_t l = blk[b][0], r = blk[b][1];
+
+		for (; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
 			struct onr_pkt_meta *m = pkt_meta(s->pool, f);
+
 			if (tcp_seq_geq(m->user, r))
 				break;
-			if (!(m->flags & TCP_PKT_SACKED) && tcp_seq_geq(m->user, l) &&
-			    tcp_seq_leq(m->user + m->len, r)) {
-				m->flags |= TCP_PKT_SACKED;
-				t->sacked_bytes += m->len;
-				if ((int32_t)(m->ts - t->rack_ts_us) > 0)
-					t->rack_ts_us = m->ts;
+			if (tcp_seq_leq(m->user + m->len, l) || (m->flags & TCP_PKT_SACKED))
+				continue;
+			if (tcp_seq_lt(m->user, l)) {
+				/* the right part is marked on the next turn */
+				tcp_sndq_split(s, t, f, l);
+				continue;
 			}
+			if (tcp_seq_gt(m->user + m->len, r) && tcp_sndq_split(s, t, f, r) < 0)
+				continue;
+			m->flags |= TCP_PKT_SACKED;
+			t->sacked_bytes += m->len;
+			tcp_rack_delivered(t, m, m->user + m->len, now_us);
 		}
 	}
+	return dsack;
 }
 
 static void tcp_rtt_update(struct stack *s, struct stack_sock *so, uint64_t rtt_ns)
@@ -387,10 +544,10 @@ static void tcp_rtt_update(struct stack *s, struct stack_sock *so, uint64_t rtt_
 /* A new cumulative ACK. */
 static void tcp_recovery_exit(struct stack *s, struct tcp_cb *t)
 {
+	(void)s;
 	t->tflags &= (uint16_t)~TCP_F_RECOVERY;
 	t->cwnd = t->ssthresh;
-	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next)
-		pkt_meta(s->pool, f)->flags &= (uint8_t)~TCP_PKT_RETRANS;
+	tcp_rack_recovery_done(t);
 }
 
 static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack, const struct tcp_seg *seg)
@@ -398,14 +555,19 @@ static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack, const struct
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
 	uint64_t now = stack_clock_now(s->clock);
-	uint32_t acked = ack - t->snd_una;
+	uint32_t acked = ack - t->snd_una, rtt_us;
 	bool fin_acked = (t->tflags & TCP_F_FIN_SENT) && ack == t->snd_max;
 
-	sndq_release(s, so, fin_acked ? ack - 1 : ack);
+	rtt_us = sndq_release(s, so, fin_acked ? ack - 1 : ack);
 	t->snd_una = ack;
 	if (tcp_seq_lt(t->snd_nxt, ack))
 		t->snd_nxt = ack;
-	if ((t->opts & TCP_OPT_TS) && seg->opt_ts && seg->tsecr) {
+	if (rtt_us) {
+		/* µs from the frames' send times, as Linux: timestamp echoes count whole
+		 * milliseconds, too coarse where the round trip is a fraction of one */
+		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
+		tcp_rtt_update(s, so, (uint64_t)rtt_us * 1000u);
+	} else if ((t->opts & TCP_OPT_TS) && seg->opt_ts && seg->tsecr) {
 		/* RFC 7323 §4: every ACK of new data measures, retransmissions included */
 		uint32_t ms = tcp_ts_now(s, t) - seg->tsecr;
 		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING;
@@ -416,6 +578,7 @@ static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack, const struct
 		tcp_rtt_update(s, so, now - t->rtt_start_ns);
 	}
 	t->retries = 0;
+	t->tlp_probes = 0;
 	t->dupacks = 0;
 	if (t->tflags & TCP_F_RECOVERY) {
 		if (tcp_seq_geq(ack, t->recover)) {
@@ -517,6 +680,7 @@ static void tcp_established(struct stack *s, uint32_t id, const struct tcp_seg *
 	struct tcp_cb *t = &so->tcp;
 
 	so->state = TCPS_ESTABLISHED;
+	t->rack_fack = t->snd_una;
 	t->last_rx_ns = stack_clock_now(s->clock); /* keepalive idle counts from here */
 	t->snd_wnd = seg->wnd << t->snd_wscale;
 	t->snd_wl1 = seg->seq;
@@ -820,8 +984,8 @@ static bool tcp_rx_ack(struct stack *s, uint32_t id, struct tcp_seg *seg)
 		t->tflags |= TCP_F_ACK_NOW;
 		return false;
 	}
-	if ((t->opts & TCP_OPT_SACK) && seg->n_sack)
-		tcp_sack_mark(s, so, seg);
+	if (t->opts & TCP_OPT_SACK)
+		tcp_rack_dsack(t, seg->n_sack && tcp_sack_mark(s, so, seg));
 	if (tcp_seq_gt(seg->ack, t->snd_una)) {
 		tcp_ack_new(s, id, seg->ack, seg);
 	} else if (seg->ack == t->snd_una && seg->len == 0 && !(seg->flags & (TCP_SYN | TCP_FIN)) &&
@@ -830,24 +994,12 @@ static bool tcp_rx_ack(struct stack *s, uint32_t id, struct tcp_seg *seg)
 	}
 	tcp_window_update(so, seg);
 	if ((t->opts & TCP_OPT_SACK) && t->snd_una != t->snd_max) {
-		if (!(t->tflags & TCP_F_RECOVERY) && tcp_seq_geq(t->snd_una, t->recover) &&
-		    (t->dupacks >= TCP_DUPACK_THRESH ||
-		     t->sacked_bytes >= tcp_dupthresh_bytes(t))) {
-			/* RFC 6675 §5 (4): enter loss recovery */
-			tcp_cc_on_loss(s, so, false);
-			t->recover = t->snd_max;
-			t->tflags |= TCP_F_RECOVERY;
-			STACK_STAT_INC(s, tcp_fast_retransmits);
-			/* RFC 6675 §5 (4.3): the first unacknowledged segment goes at once,
-			 * whatever the scoreboard says of it (duplicate ACKs without SACK blocks
-			 * say nothing) */
-			if (!(pkt_meta(s->pool, t->sndq_head)->flags & TCP_PKT_SACKED)) {
-				tcp_retransmit(s, id);
-				pkt_meta(s->pool, t->sndq_head)->flags |= TCP_PKT_RETRANS;
-			}
-		}
-		if (t->tflags & TCP_F_RECOVERY)
-			tcp_sack_send(s, id);
+		/* Duplicate ACKs that carry no SACK blocks (RFC 6675 §5 (4.3)) say the first
+		 * unacknowledged segment is lost; RACK, with no delivery to go by, cannot. */
+		bool head_lost = !(t->tflags & TCP_F_RECOVERY) &&
+				 tcp_seq_geq(t->snd_una, t->recover) &&
+				 t->dupacks >= TCP_DUPACK_THRESH && !t->sacked_bytes;
+		tcp_rack_run(s, id, head_lost);
 	}
 	if ((t->tflags & TCP_F_FIN_SENT) && t->snd_una == t->snd_max) {
 		/* our FIN is acknowledged */
@@ -903,6 +1055,7 @@ static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
 	if (seg->len) {
 		uint32_t head = seg->head;
 		if (tcp_seq_lt(seg->seq, t->rcv_nxt)) {
+			tcp_dsack_note(t, seg->seq, t->rcv_nxt);
 			seg_trim_front(s, head, t->rcv_nxt - seg->seq);
 			seg->len -= t->rcv_nxt - seg->seq;
 			seg->seq = t->rcv_nxt;
@@ -929,7 +1082,8 @@ static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
 		if (seg->seq == t->rcv_nxt) {
 			if ((so->rxq_bufs + t->ooo_bufs) * (uint64_t)ONR_PKT_BUF_SIZE >=
 				so->rcvbuf &&
-			    seg->len > TCP_SMALL_SEGMENT) {
+			    seg->len > TCP_SMALL_SEGMENT &&
+			    !ooo_prune_for(s, so, pkt_chain_count(s->pool, head))) {
 				STACK_STAT_INC(s, tcp_rcvq_full);
 				pkt_pool_put(s->pool, head);
 				t->tflags |= TCP_F_ACK_NOW;
@@ -939,6 +1093,7 @@ static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
 			rxq_append(s, id, head);
 			if (t->ooo_head != ONR_PKT_NIL) {
 				ooo_drain(s, id);
+				sack_runs_trim(t);
 				t->tflags |= TCP_F_ACK_NOW; /* a hole filled: tell the sender now */
 			}
 			if (++t->segs_unacked > s->cfg->delack_thresh ||
@@ -992,8 +1147,15 @@ static void tcp_rx_synchronized(struct stack *s, uint32_t id, struct tcp_seg *se
 		STACK_STAT_INC(s, tcp_rx_out_of_window);
 		/* Answered with an ACK, at most one per TCP_OOW_ACK_NS: two ends that each find
 		 * the other's ACKs out of window would otherwise trade ACKs without end (Linux:
-		 * tcp_invalid_ratelimit). */
-		if (!(seg->flags & TCP_RST) && now - t->oow_ack_ns >= TCP_OOW_ACK_NS) {
+		 * tcp_invalid_ratelimit). Data we already hold is no ACK loop but a sender whose
+		 * ACK was lost: it gets its ACK, with a D-SACK, at once (Linux: tcp_send_dupack).
+		 */
+		if (seg->len && !(seg->flags & (TCP_RST | TCP_SYN)) &&
+		    tcp_seq_lt(seg->seq, t->rcv_nxt)) {
+			uint32_t end = seg->seq + seg->len;
+			tcp_dsack_note(t, seg->seq, tcp_seq_lt(end, t->rcv_nxt) ? end : t->rcv_nxt);
+			t->tflags |= TCP_F_ACK_NOW;
+		} else if (!(seg->flags & TCP_RST) && now - t->oow_ack_ns >= TCP_OOW_ACK_NS) {
 			t->oow_ack_ns = now;
 			t->tflags |= TCP_F_ACK_NOW;
 		} else if (!(seg->flags & TCP_RST)) {

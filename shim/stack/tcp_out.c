@@ -11,6 +11,14 @@
 #include "sock.h"
 #include "tcp.h"
 
+static uint32_t sndq_frame_at(struct stack *s, const struct tcp_cb *t, uint32_t seq);
+
+/* The sequence just past the data queued (where a FIN goes). */
+static uint32_t data_end(const struct tcp_cb *t)
+{
+	return t->snd_una + t->sndq_bytes;
+}
+
 /* Payload bytes one received buffer holds, for turning free buffers into a window. */
 static uint32_t rx_bytes_per_buf(const struct stack_sock *so)
 {
@@ -70,24 +78,33 @@ uint32_t tcp_isn(struct stack *s, uint32_t laddr, uint16_t lport, uint32_t raddr
 	return (uint32_t)(stack_clock_now(s->clock) / 4000) + (uint32_t)h;
 }
 
+/* Schedule the tail loss probe before the armed RTO, or none. */
+static void tcp_arm_tlp(struct stack *s, struct tcp_cb *t)
+{
+	uint64_t now = stack_clock_now(s->clock), pto = 2ull * t->srtt_us * 1000u;
+
+	/* RFC 8985 §7: a probe after two round trips of silence makes the peer ACK (and SACK)
+	 * what arrived, so that a lost tail or a lost last ACK costs a round trip, not the
+	 * timeout. As Linux (tcp_schedule_loss_probe): 2 SRTT and a little, or with one
+	 * segment out, whose ACK may be a delayed one, WCDelAckT (§7.2) more. */
+	pto += t->snd_max - t->snd_una <= tcp_payload_mss(t) ? TCP_TLP_DELACK_NS : TCP_TLP_MIN_NS;
+	/* Not once the timeout has fired, nor when the timeout comes first (a lone segment's
+	 * probe would only postpone it). Unlike Linux, also during recovery: with the small
+	 * windows of a lossy path a lost retransmission is often followed by nothing RACK
+	 * could see delivered, and the probe finds it in 2 RTTs rather than RTO_MIN. */
+	t->tlp_at =
+	    t->srtt_us && !t->retries && t->tlp_probes < TCP_TLP_MAX && now + pto < t->rto_at
+		? now + pto
+		: 0;
+	stack_timer_due(s, t->tlp_at);
+}
+
 void tcp_arm_rto(struct stack *s, struct stack_sock *so)
 {
 	struct tcp_cb *t = &so->tcp;
-	uint64_t now = stack_clock_now(s->clock), pto = 2ull * t->srtt_us * 1000u;
 
-	t->rto_at = now + (uint64_t)t->rto_ms * 1000000u;
-	/* RFC 8985 §7: a probe after two round trips of silence makes the peer SACK what
-	 * arrived, so that a lost tail is recovered by SACK rather than by the timeout */
-	if (pto < TCP_TLP_MIN_NS)
-		pto = TCP_TLP_MIN_NS;
-	/* one segment out: its ACK may be a delayed one (RFC 8985 §7.2, WCDelAckT) */
-	if (t->snd_max - t->snd_una <= tcp_payload_mss(t))
-		pto += TCP_TLP_DELACK_NS;
-	/* not while recovering, nor once the timeout has fired (Linux: Open state only) */
-	t->tlp_at =
-	    t->srtt_us && !t->retries && !(t->tflags & TCP_F_RECOVERY) && now + pto < t->rto_at
-		? now + pto
-		: 0;
+	t->rto_at = stack_clock_now(s->clock) + (uint64_t)t->rto_ms * 1000000u;
+	tcp_arm_tlp(s, t);
 }
 
 /* Sequential writer over an output chain. */
@@ -114,9 +131,9 @@ static void chain_write(struct chain_writer *w, const uint8_t *src, uint32_t n)
 	}
 }
 
-/* Copy [seq, seq + len) of the send queue into the writer. */
+/* Copy [seq, seq + len) of the send queue into the writer; `again`: sent before. */
 static void sndq_copy(struct stack *s, struct stack_sock *so, uint32_t seq, uint32_t len,
-		      struct chain_writer *w)
+		      bool again, struct chain_writer *w)
 {
 	struct tcp_cb *t = &so->tcp;
 	uint32_t id = t->snd_cursor, now_us = (uint32_t)(stack_clock_now(s->clock) / 1000);
@@ -137,8 +154,10 @@ static void sndq_copy(struct stack *s, struct stack_sock *so, uint32_t seq, uint
 			seq += n;
 			len -= n;
 		}
-		/* when this data last left: a later transmission SACKed means it was lost */
+		/* when this data last left: RACK's clock (tcp_rack.c) */
 		pkt_meta(s->pool, id)->ts = now_us;
+		if (again)
+			pkt_meta(s->pool, id)->flags |= TCP_PKT_EVER_RETRANS;
 		t->snd_cursor = id;
 	}
 }
@@ -158,42 +177,35 @@ static uint8_t *put_be32(uint8_t *o, uint32_t v)
 	return o + 4;
 }
 
-/* SACK blocks for the out-of-order queue: contiguous runs, the one holding the latest
- * arrival first (RFC 2018 §4). Returns the number written (at most max). */
-static unsigned sack_blocks(struct stack *s, const struct tcp_cb *t, uint32_t out[][2],
-			    unsigned max)
+/* SACK blocks for the out-of-order queue: the runs the receive side recorded, the one that
+ * changed last first (RFC 2018 §4). Returns the number written (at most max). */
+static unsigned sack_blocks(const struct tcp_cb *t, uint32_t out[][2], unsigned max)
 {
-	unsigned n = 0, first = 0;
+	unsigned n = t->n_sack_runs < max ? t->n_sack_runs : max;
 
-	for (uint32_t id = t->ooo_head; id != ONR_PKT_NIL; id = pkt_meta(s->pool, id)->queue_next) {
-		const struct onr_pkt_meta *m = pkt_meta(s->pool, id);
-		uint32_t start = m->user, end = m->user + m->frame_len;
-
-		if (n && tcp_seq_geq(out[n - 1][1], start)) {
-			if (tcp_seq_gt(end, out[n - 1][1]))
-				out[n - 1][1] = end;
-		} else if (n < TCP_SACK_BLOCKS_MAX) {
-			out[n][0] = start;
-			out[n][1] = end;
-			n++;
-		} else {
-			break;
-		}
-		if (tcp_seq_geq(t->last_ooo_seq, out[n - 1][0]) &&
-		    tcp_seq_lt(t->last_ooo_seq, out[n - 1][1]))
-			first = n - 1;
-	}
-	if (first) {
-		uint32_t b[2] = {out[first][0], out[first][1]};
-		memmove(out[1], out[0], first * sizeof(out[0]));
-		out[0][0] = b[0];
-		out[0][1] = b[1];
-	}
-	return n < max ? n : max;
+	memcpy(out, t->sack_runs, n * sizeof(out[0]));
+	return n;
 }
 
-/* TCP options for a segment with `flags` into o[40]; returns their length (a multiple of 4). */
-static unsigned tcp_options(struct stack *s, struct stack_sock *so, uint8_t flags, uint8_t *o)
+/* A SACK option of k blocks at o + n, NOP-aligned; returns the new length. */
+static unsigned sack_option_put(uint8_t *o, unsigned n, const uint32_t blocks[][2], unsigned k)
+{
+	o[n++] = 1;
+	o[n++] = 1;
+	o[n++] = 5;
+	o[n++] = (uint8_t)(2 + 8 * k);
+	for (unsigned i = 0; i < k; i++) {
+		put_be32(o + n, blocks[i][0]);
+		put_be32(o + n + 4, blocks[i][1]);
+		n += 8;
+	}
+	return n;
+}
+
+/* TCP options for a segment with `flags` and `len` payload bytes into o[40]; returns their length
+ * (a multiple of 4). */
+static unsigned tcp_options(struct stack *s, struct stack_sock *so, uint8_t flags, uint32_t len,
+			    uint8_t *o)
 {
 	struct tcp_cb *t = &so->tcp;
 	unsigned offer = (unsigned)s->cfg->tcp_syn_opts, n = 0;
@@ -237,19 +249,26 @@ static unsigned tcp_options(struct stack *s, struct stack_sock *so, uint8_t flag
 		put_be32(put_be32(o + n, tcp_ts_now(s, t)), t->ts_recent);
 		n += 8;
 	}
-	if ((t->opts & TCP_OPT_SACK) && (flags & TCP_ACK) && t->ooo_head != ONR_PKT_NIL) {
-		uint32_t blocks[TCP_SACK_BLOCKS_MAX][2];
-		unsigned k = sack_blocks(s, t, blocks, (40 - n - 4) / 8);
+	/* a D-SACK goes first (RFC 2883 §4), in any segment whose payload leaves room for it:
+	 * tcp_payload_mss counts SACK blocks only while out-of-order data waits */
+	if ((t->opts & TCP_OPT_SACK) && (flags & TCP_ACK) && t->dsack_start != t->dsack_end &&
+	    (t->ooo_head != ONR_PKT_NIL || TCP_HDR_MIN_LEN + n + 12 + len <= t->mss + 20u)) {
+		uint32_t blocks[TCP_SACK_BLOCKS_MAX + 1][2];
+		unsigned k = 1;
 
-		o[n++] = 1;
-		o[n++] = 1;
-		o[n++] = 5;
-		o[n++] = (uint8_t)(2 + 8 * k);
-		for (unsigned i = 0; i < k; i++) {
-			put_be32(o + n, blocks[i][0]);
-			put_be32(o + n + 4, blocks[i][1]);
-			n += 8;
-		}
+		blocks[0][0] = t->dsack_start;
+		blocks[0][1] = t->dsack_end;
+		if (t->ooo_head != ONR_PKT_NIL)
+			k += sack_blocks(t, blocks + 1, (40 - n - 4) / 8 - 1);
+		t->dsack_start = t->dsack_end;
+		STACK_STAT_INC(s, tcp_dsack_tx);
+		n = sack_option_put(o, n, blocks, k);
+	} else if ((t->opts & TCP_OPT_SACK) && (flags & TCP_ACK) && t->ooo_head != ONR_PKT_NIL) {
+		uint32_t blocks[TCP_SACK_BLOCKS_MAX][2];
+		unsigned k = sack_blocks(t, blocks, (40 - n - 4) / 8);
+
+		if (k)
+			n = sack_option_put(o, n, blocks, k);
 	}
 	return n;
 }
@@ -286,9 +305,9 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 	pkt_meta(s->pool, head)->frame_len = 0;
 	w.head = w.cur = head;
 	if (len)
-		sndq_copy(s, so, seq, len, &w);
+		sndq_copy(s, so, seq, len, tcp_seq_lt(seq, t->snd_max), &w);
 
-	optlen = tcp_options(s, so, flags, opts);
+	optlen = tcp_options(s, so, flags, len, opts);
 	hlen = TCP_HDR_MIN_LEN + optlen;
 	th = (struct tcp_hdr *)pkt_push(s->pool, head, (uint16_t)hlen);
 	th->sport_be16 = so->lport_be16;
@@ -323,19 +342,52 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 	return 0;
 }
 
+/*
+ * The probe (RFC 8985 §7.3): a segment sent again, the last one, or in recovery the first
+ * not delivered (most likely a lost retransmission). The RFC prefers new data, which is no
+ * spurious retransmission; but a receiver ACKs a lone new segment only when its
+ * delayed-ACK timer runs out (Linux: 40 ms), and a duplicate at once, with a D-SACK. Where
+ * only the last ACK of a flight was lost, as often as not, that is the difference between
+ * a round trip and 40 ms. Either way the peer's ACK lets RACK see what is missing.
+ * A second probe follows when the first draws nothing (the RFC allows one): a receiver
+ * that ACKs a whole burst at once (GRO) makes a lost ACK a stalled flight, and losing the
+ * answer to the probe too would otherwise cost RTO_MIN.
+ */
 void tcp_tlp_fire(struct stack *s, uint32_t id)
 {
-	struct tcp_cb *t = &s->socks[id].tcp;
-	uint32_t out = t->snd_max - t->snd_una, len = tcp_payload_mss(t);
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+	uint32_t out = t->snd_max - t->snd_una, len = tcp_payload_mss(t), seq = t->snd_una;
+	uint32_t f = ONR_PKT_NIL;
 
 	t->tlp_at = 0;
-	if (!out || (t->tflags & (TCP_F_RECOVERY | TCP_F_FIN_SENT)) || t->snd_nxt != t->snd_max)
+	if (!out || (t->tflags & TCP_F_FIN_SENT) || t->snd_nxt != t->snd_max)
 		return;
-	/* the last segment again (new data would need cwnd room the flight has taken) */
-	if (len > out)
-		len = out;
+	if (t->tflags & TCP_F_RECOVERY) {
+		for (f = t->sndq_head;
+		     f != ONR_PKT_NIL && (pkt_meta(s->pool, f)->flags & TCP_PKT_SACKED);
+		     f = pkt_meta(s->pool, f)->queue_next)
+			;
+	} else {
+		f = sndq_frame_at(s, t, t->snd_max - 1);
+	}
+	if (f != ONR_PKT_NIL) {
+		const struct onr_pkt_meta *m = pkt_meta(s->pool, f);
+		seq = m->user;
+		len = m->len;
+	}
+	if (len > tcp_payload_mss(t))
+		len = tcp_payload_mss(t);
+	if (len > t->snd_max - seq)
+		len = t->snd_max - seq;
+	if (!len || tcp_xmit(s, id, seq, len, TCP_ACK | TCP_PSH) < 0)
+		return;
 	STACK_STAT_INC(s, tcp_tail_loss_probes);
-	tcp_xmit(s, id, t->snd_max - len, len, TCP_ACK | TCP_PSH);
+	t->tflags &= (uint16_t)~TCP_F_RTT_TIMING; /* Karn */
+	/* RFC 8985 §7.3: the timeout counts from the probe; the second probe goes before
+	 * it, which it does not postpone again */
+	if (++t->tlp_probes == 1)
+		tcp_arm_rto(s, so);
 }
 
 void tcp_send_ack(struct stack *s, uint32_t id)
@@ -369,10 +421,112 @@ void tcp_send_rst_for(struct stack *s, uint32_t id)
 	STACK_STAT_INC(s, tcp_tx_rst);
 }
 
-/* The sequence just past the data queued (where a FIN goes). */
-static uint32_t data_end(const struct tcp_cb *t)
+/*
+ * Split send-queue frame f at sequence `at` (inside it) into two frames with the same
+ * scoreboard marks and send time: the scoreboard is kept per frame, so a frame must not
+ * hold more than one segment, nor parts a SACK block treats differently. 0 or -ENOBUFS
+ * (the pool's reserve is not touched: the frame then stays whole).
+ */
+int tcp_sndq_split(struct stack *s, struct tcp_cb *t, uint32_t f, uint32_t at)
 {
-	return t->snd_una + t->sndq_bytes;
+	struct onr_pkt_meta *m = pkt_meta(s->pool, f), *n;
+	uint32_t k = at - m->user, nid;
+
+	if (pkt_pool_get(s->pool, ONR_PKT_TX_QUEUED, &nid) < 0)
+		return -ENOBUFS;
+	n = pkt_meta(s->pool, nid);
+	n->off = STACK_HEADROOM;
+	n->len = (uint16_t)(m->len - k);
+	n->frame_len = n->len;
+	n->user = at;
+	n->ts = m->ts;
+	n->flags = m->flags;
+	n->sock_id = m->sock_id;
+	n->queue_next = m->queue_next;
+	memcpy(pkt_data(s->pool, nid), pkt_data(s->pool, f) + k, n->len);
+	m->len = (uint16_t)k;
+	m->frame_len = k;
+	m->queue_next = nid;
+	if (t->sndq_tail == f)
+		t->sndq_tail = nid;
+	t->sndq_bufs++;
+	STACK_STAT_INC(s, tcp_sndq_splits);
+	return 0;
+}
+
+/* Whether send-queue frames can match segments one to one: a segment fits a buffer. */
+static bool sndq_frames_are_segments(const struct tcp_cb *t)
+{
+	return tcp_payload_mss(t) <= ONR_PKT_BUF_SIZE - STACK_HEADROOM;
+}
+
+/* The frame holding `seq`, searched from the one last sent. */
+static uint32_t sndq_frame_at(struct stack *s, const struct tcp_cb *t, uint32_t seq)
+{
+	uint32_t f = t->snd_cursor;
+
+	if (f == ONR_PKT_NIL || tcp_seq_gt(pkt_meta(s->pool, f)->user, seq))
+		f = t->sndq_head;
+	while (f != ONR_PKT_NIL &&
+	       tcp_seq_leq(pkt_meta(s->pool, f)->user + pkt_meta(s->pool, f)->len, seq))
+		f = pkt_meta(s->pool, f)->queue_next;
+	return f;
+}
+
+/* Move up to `k` bytes from the front of frame n, the one after f, to f's end; n goes back
+ * to the pool once empty. */
+static void sndq_pull(struct stack *s, struct tcp_cb *t, uint32_t f, uint32_t n, uint32_t k)
+{
+	struct onr_pkt_meta *m = pkt_meta(s->pool, f), *nm = pkt_meta(s->pool, n);
+
+	if (k > nm->len)
+		k = nm->len;
+	if (m->off + m->len + k > ONR_PKT_BUF_SIZE) {
+		memmove(pkt_buf(s->pool, f) + STACK_HEADROOM, pkt_data(s->pool, f), m->len);
+		m->off = STACK_HEADROOM;
+	}
+	memcpy(pkt_data(s->pool, f) + m->len, pkt_data(s->pool, n), k);
+	m->len = (uint16_t)(m->len + k);
+	m->frame_len = m->len;
+	nm->off = (uint16_t)(nm->off + k);
+	nm->len = (uint16_t)(nm->len - k);
+	nm->frame_len = nm->len;
+	nm->user += k;
+	if (nm->len)
+		return;
+	m->queue_next = nm->queue_next;
+	if (t->sndq_tail == n)
+		t->sndq_tail = f;
+	if (t->snd_cursor == n)
+		t->snd_cursor = f;
+	t->sndq_bufs--;
+	pkt_pool_put(s->pool, n);
+}
+
+/*
+ * Bytes from snd_nxt to the end of its frame: the next segment. With `shape` (the frame is
+ * not sent yet), first make it one segment's worth: split a longer frame, top a short one
+ * up from the next. Frames are written at the MSS of the moment and may go out at another
+ * (SACK options come and go), and a segment straddling two frames would leave the per-frame
+ * scoreboard and RACK's per-frame send times inexact. 0: no frame starts at snd_nxt.
+ */
+static uint32_t sndq_frame_rest(struct stack *s, struct tcp_cb *t, bool shape)
+{
+	uint32_t f = sndq_frame_at(s, t, t->snd_nxt), mss = tcp_payload_mss(t);
+	struct onr_pkt_meta *m;
+
+	if (f == ONR_PKT_NIL)
+		return 0;
+	m = pkt_meta(s->pool, f);
+	if (shape && m->user == t->snd_nxt) {
+		if (m->len > mss)
+			tcp_sndq_split(s, t, f, m->user + mss); /* no buffer: a longer segment */
+		/* a frame of 3/4 of a segment or more goes as it is: topping up every frame
+		 * after a small change of MSS would copy each one again */
+		while (m->len < mss * 3 / 4 && m->queue_next != ONR_PKT_NIL)
+			sndq_pull(s, t, f, m->queue_next, mss - m->len);
+	}
+	return m->user + m->len - t->snd_nxt;
 }
 
 /*
@@ -381,7 +535,12 @@ static uint32_t data_end(const struct tcp_cb *t)
  */
 static void tcp_skip_sacked(struct stack *s, struct tcp_cb *t)
 {
-	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
+	uint32_t f = t->snd_cursor;
+
+	/* from the frame last sent, not the head: going back is then linear, not quadratic */
+	if (f == ONR_PKT_NIL || tcp_seq_gt(pkt_meta(s->pool, f)->user, t->snd_nxt))
+		f = t->sndq_head;
+	for (; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
 		const struct onr_pkt_meta *m = pkt_meta(s->pool, f);
 
 		if (tcp_seq_leq(m->user + m->len, t->snd_nxt))
@@ -389,27 +548,16 @@ static void tcp_skip_sacked(struct stack *s, struct tcp_cb *t)
 		if (tcp_seq_gt(m->user, t->snd_nxt) || !(m->flags & TCP_PKT_SACKED))
 			return;
 		t->snd_nxt = m->user + m->len;
-		t->snd_cursor = ONR_PKT_NIL;
+		t->snd_cursor = f;
 	}
 }
 
-/*
- * A retransmission that was lost itself (RFC 8985's idea, at the scoreboard's grain): data
- * sent after it has been SACKed, by more than a quarter of the smoothed RTT (at least 1 ms,
- * for reordering). Without this only the RTO finds it.
- */
-static bool tcp_retrans_lost(const struct tcp_cb *t, const struct onr_pkt_meta *m)
+/* Whether a segment of `len` bytes, `full` (as long as a segment or its frame allows) or
+ * not, should wait for more data (Nagle, RFC 9293 §3.7.4; TCP_CORK holds every partial
+ * segment until uncorked). */
+static bool tcp_should_hold(const struct tcp_cb *t, uint32_t len, bool full, uint32_t unsent)
 {
-	uint32_t reo = t->srtt_us / 4 > 1000 ? t->srtt_us / 4 : 1000;
-
-	return (int32_t)(t->rack_ts_us - m->ts) > (int32_t)reo;
-}
-
-/* Whether a segment of `len` (< mss) should wait for more data (Nagle, RFC 9293
- * §3.7.4; TCP_CORK holds every partial segment until uncorked). */
-static bool tcp_should_hold(const struct tcp_cb *t, uint32_t len, uint32_t unsent)
-{
-	if (len >= tcp_payload_mss(t) || (t->tflags & TCP_F_FIN_QUEUED))
+	if (full || (t->tflags & TCP_F_FIN_QUEUED))
 		return false;
 	if (t->tflags & TCP_F_CORK)
 		return true;
@@ -433,16 +581,36 @@ void tcp_output(struct stack *s, uint32_t id)
 		if (t->sacked_bytes && tcp_seq_lt(t->snd_nxt, t->snd_max))
 			tcp_skip_sacked(s, t);
 		unsent = tcp_seq_lt(t->snd_nxt, end) ? end - t->snd_nxt : 0;
-		uint32_t room = wnd > inflight ? wnd - inflight : 0, len;
+		uint32_t room = wnd > inflight ? wnd - inflight : 0, len, seg_max;
 		uint8_t flags = TCP_ACK;
 
 		if (t->tflags & TCP_F_FIN_SENT) {
 			/* FIN already counted in snd_nxt */
 			unsent = 0;
 		}
-		len = unsent < tcp_payload_mss(t) ? unsent : tcp_payload_mss(t);
-		if (len > room)
+		seg_max = tcp_payload_mss(t);
+		if (unsent && sndq_frames_are_segments(t)) {
+			/* one frame, one segment (new data is shaped to the MSS first) */
+			uint32_t rest = sndq_frame_rest(s, t, t->snd_nxt == t->snd_max);
+			if (rest && rest < seg_max)
+				seg_max = rest;
+		}
+		len = unsent < seg_max ? unsent : seg_max;
+		if (len > room) {
+			/* Congestion window: part of a frame would make a segment the scoreboard
+			 * cannot follow; the ACKs of the flight will open room for all of it.
+			 * The peer's window: send what it takes (SWS avoidance is the receiver's,
+			 * which opens its window by whole segments), splitting the frame. */
+			if (inflight && wnd == t->cwnd && sndq_frames_are_segments(t))
+				break;
 			len = room;
+			if (len && t->snd_nxt == t->snd_max && sndq_frames_are_segments(t)) {
+				uint32_t f = sndq_frame_at(s, t, t->snd_nxt);
+				if (f != ONR_PKT_NIL && pkt_meta(s->pool, f)->user == t->snd_nxt &&
+				    pkt_meta(s->pool, f)->len > len)
+					tcp_sndq_split(s, t, f, t->snd_nxt + len);
+			}
+		}
 		if (unsent && !len) {
 			/* The peer's window is shut: probe it (RFC 9293 §3.8.6.1). */
 			if (t->snd_wnd == 0 && !t->persist_at && t->snd_nxt == t->snd_una)
@@ -450,7 +618,11 @@ void tcp_output(struct stack *s, uint32_t id)
 				    stack_clock_now(s->clock) + (uint64_t)t->rto_ms * 1000000u;
 			break;
 		}
-		if (unsent && tcp_should_hold(t, len, unsent))
+		/* full: a whole segment, or a whole frame with more data after it */
+		if (unsent &&
+		    tcp_should_hold(t, len,
+				    len >= tcp_payload_mss(t) || (len == seg_max && len < unsent),
+				    unsent))
 			break;
 		if (len == unsent && (t->tflags & TCP_F_FIN_QUEUED) &&
 		    !(t->tflags & TCP_F_FIN_SENT))
@@ -479,6 +651,8 @@ void tcp_output(struct stack *s, uint32_t id)
 			t->snd_max = t->snd_nxt;
 		if (!t->rto_at)
 			tcp_arm_rto(s, so);
+		else if (tcp_seq_geq(t->snd_nxt, t->snd_max))
+			tcp_arm_tlp(s, t); /* RFC 8985 §7.2: new data restarts the probe timer */
 		t->persist_at = 0;
 		if (flags & TCP_FIN)
 			break;
@@ -557,54 +731,49 @@ void tcp_send_probe(struct stack *s, uint32_t id)
 
 /*
  * RFC 6675 §5 during loss recovery: estimate the bytes in flight (pipe) from the
- * scoreboard, retransmit the segments it deems lost (DupThresh segments' worth of data
- * SACKed above them), each once per recovery, then let tcp_output send new data, all
- * while cwnd leaves room. Send-queue frames carry the scoreboard in meta.flags.
+ * scoreboard, retransmit the frames RACK deemed lost (tcp_rack.c), oldest first, then let
+ * tcp_output send new data, all while cwnd leaves room. A frame that RACK finds lost again
+ * (its retransmission lost too) is sent again. Send-queue frames carry the scoreboard in
+ * meta.flags (tcp_cb.h).
  */
 void tcp_sack_send(struct stack *s, uint32_t id)
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
-	uint32_t lost_above = tcp_dupthresh_bytes(t), above = t->sacked_bytes;
-	uint32_t pipe = 0;
+	uint32_t pipe = 0, mss = tcp_payload_mss(t), first_lost = ONR_PKT_NIL;
 
 	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
 		const struct onr_pkt_meta *m = pkt_meta(s->pool, f);
+		uint8_t fl = m->flags & (TCP_PKT_SACKED | TCP_PKT_LOST | TCP_PKT_RETRANS);
 
 		if (tcp_seq_geq(m->user, t->snd_nxt))
 			break;
-		if (m->flags & TCP_PKT_SACKED) {
-			above -= m->len;
-			continue;
-		}
-		if (above < lost_above)
-			pipe += m->len; /* not lost: still in flight */
-		if ((m->flags & TCP_PKT_RETRANS) && !tcp_retrans_lost(t, m))
-			pipe += m->len; /* its retransmission is in flight */
+		if (fl == TCP_PKT_LOST && first_lost == ONR_PKT_NIL)
+			first_lost = f;
+		if (!(fl & TCP_PKT_SACKED) && (!(fl & TCP_PKT_LOST) || (fl & TCP_PKT_RETRANS)))
+			pipe += m->len;
 	}
-	above = t->sacked_bytes;
-	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
+	for (uint32_t f = first_lost; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next) {
 		struct onr_pkt_meta *m = pkt_meta(s->pool, f);
+		uint32_t off = 0;
 
-		if (tcp_seq_geq(m->user, t->snd_nxt) || above < lost_above ||
-		    pipe + m->len > t->cwnd)
+		if (tcp_seq_geq(m->user, t->snd_nxt))
 			break;
-		if (m->flags & TCP_PKT_SACKED) {
-			above -= m->len;
+		if ((m->flags & (TCP_PKT_SACKED | TCP_PKT_LOST | TCP_PKT_RETRANS)) != TCP_PKT_LOST)
 			continue;
-		}
-		if ((m->flags & TCP_PKT_RETRANS) && !tcp_retrans_lost(t, m))
-			continue;
-		/* a queue buffer can hold more than a segment: resend it in segments */
-		{
-			uint32_t mss = tcp_payload_mss(t), off = 0;
-			for (; off < m->len; off += mss)
-				if (tcp_xmit(s, id, m->user + off,
-					     m->len - off < mss ? m->len - off : mss, TCP_ACK) < 0)
-					break;
-			if (off < m->len)
+		if (pipe + m->len > t->cwnd)
+			break;
+		/* a frame can hold more than a segment's payload: resend it in segments */
+		for (; off < m->len; off += mss) {
+			uint32_t n = m->len - off < mss ? m->len - off : mss;
+			uint8_t flags = TCP_ACK;
+			if (m->user + off + n == data_end(t) && (t->tflags & TCP_F_FIN_SENT))
+				flags |= TCP_FIN; /* the FIN went with this data and is lost too */
+			if (tcp_xmit(s, id, m->user + off, n, flags) < 0)
 				break;
 		}
+		if (off < m->len)
+			break;
 		m->flags |= TCP_PKT_RETRANS;
 		t->tflags &= (uint16_t)~TCP_F_RTT_TIMING; /* Karn */
 		pipe += m->len;

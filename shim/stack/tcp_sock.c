@@ -19,7 +19,7 @@ void tcp_sock_init(struct stack *s, struct stack_sock *so)
 
 	so->rcvbuf = (uint32_t)s->cfg->tcp_rcvbuf;
 	so->sndbuf = (uint32_t)s->cfg->tcp_sndbuf;
-	t->sndq_head = t->sndq_tail = t->snd_cursor = t->ooo_head = ONR_PKT_NIL;
+	t->sndq_head = t->sndq_tail = t->snd_cursor = t->ooo_head = t->ooo_tail = ONR_PKT_NIL;
 	t->parent = t->acceptq_head = t->acceptq_tail = t->accept_next = SOCK_NIL;
 	t->demux_next = t->port_next = SOCK_NIL;
 	t->rto_ms = (uint32_t)s->cfg->tcp_rto_initial;
@@ -44,8 +44,9 @@ static void tcp_free_send_and_ooo(struct stack *s, struct tcp_cb *t)
 		t->ooo_head = pkt_meta(s->pool, h)->queue_next;
 		pkt_pool_put(s->pool, h);
 	}
-	t->sndq_tail = t->snd_cursor = ONR_PKT_NIL;
+	t->sndq_tail = t->snd_cursor = t->ooo_tail = ONR_PKT_NIL;
 	t->sndq_bufs = t->sndq_bytes = t->ooo_bufs = t->sacked_bytes = 0;
+	t->n_sack_runs = 0;
 }
 
 void tcp_free_buffers(struct stack *s, struct stack_sock *so)
@@ -98,7 +99,7 @@ void tcp_drop(struct stack *s, uint32_t id, int err)
 	tcp_free_buffers(s, so);
 	tcp_hash_remove(s, id);
 	so->state = TCPS_CLOSED;
-	so->tcp.rto_at = so->tcp.delack_at = so->tcp.persist_at = 0;
+	so->tcp.rto_at = so->tcp.delack_at = so->tcp.persist_at = so->tcp.rack_at = 0;
 	so->tcp.keepalive_at = so->tcp.tw_at = 0;
 	if (err)
 		so->so_error = err;
@@ -116,7 +117,7 @@ void tcp_enter_time_wait(struct stack *s, uint32_t id)
 	so->state = TCPS_TIME_WAIT;
 	/* nothing can be sent any more: the send side's buffers go back now */
 	tcp_free_send_and_ooo(s, t);
-	t->rto_at = t->persist_at = t->keepalive_at = 0;
+	t->rto_at = t->persist_at = t->keepalive_at = t->rack_at = 0;
 	t->tw_at = stack_clock_now(s->clock) + TCP_TIME_WAIT_NS;
 }
 
@@ -298,6 +299,14 @@ ssize_t tcp_sock_send(struct stack *s, uint32_t id, const void *buf, size_t len,
 				uint32_t k = per - m->len;
 				if (k > len - done)
 					k = (uint32_t)(len - done);
+				/* a frame that gave bytes to the one before it (sndq_pull), or was
+				 * partly acknowledged, starts further in: move its data back to the
+				 * headroom before it grows past the buffer (and into the next) */
+				if (m->off + m->len + k > ONR_PKT_BUF_SIZE) {
+					memmove(pkt_buf(s->pool, tail) + STACK_HEADROOM,
+						pkt_data(s->pool, tail), m->len);
+					m->off = STACK_HEADROOM;
+				}
 				memcpy(pkt_data(s->pool, tail) + m->len, p + done, k);
 				m->len = (uint16_t)(m->len + k);
 				m->frame_len = m->len;

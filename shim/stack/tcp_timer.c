@@ -74,7 +74,9 @@ static void tcp_rto_fire(struct stack *s, uint32_t id, uint64_t now)
 	 * a receiver may renege on SACKs (this stack does, under memory pressure), so a second
 	 * timeout in a row starts the scoreboard afresh and sends everything. */
 	for (uint32_t f = t->sndq_head; f != ONR_PKT_NIL; f = pkt_meta(s->pool, f)->queue_next)
-		pkt_meta(s->pool, f)->flags &= t->retries > 1 ? 0 : TCP_PKT_SACKED;
+		pkt_meta(s->pool, f)->flags &=
+		    (uint8_t)((t->retries > 1 ? 0 : TCP_PKT_SACKED) | TCP_PKT_EVER_RETRANS);
+	t->rack_at = 0;
 	if (t->retries > 1)
 		t->sacked_bytes = 0;
 	if (t->tflags & TCP_F_FIN_SENT)
@@ -168,6 +170,13 @@ void tcp_timers(struct stack *s, uint64_t now)
 			tcp_rto_fire(s, id, now);
 			if (so->type != SOCK_T_TCP || so->state == TCPS_CLOSED)
 				continue;
+		}
+		if (t->rack_at && now >= t->rack_at) {
+			/* RFC 8985 §6.3: the reordering window of a frame sent before a delivered
+			 * one has passed */
+			t->rack_at = 0;
+			STACK_STAT_INC(s, tcp_rack_timeouts);
+			tcp_rack_run(s, id, false);
 		}
 		if (t->persist_at && now >= t->persist_at) {
 			tcp_persist_fire(s, id, now);

@@ -208,10 +208,34 @@ peer_nft()
 	EOF
 }
 
-# What the rules dropped, both chains together.
+# peer_nft_loss PERCENT: random loss of TCP packets on the wire, both ways. The stack's
+# packets are dropped in the peer's input chain. The peer's own cannot be dropped on their
+# way out: any drop on the sending host (output chain, netdev egress, qdisc) is reported to
+# Linux's TCP as a failed send (NET_XMIT_DROP), which it just repeats. So in the netdev
+# egress hook of the peer's device their destination is rewritten to an address nobody
+# holds (in 198.18.0.0/15): the send succeeds, and the stack (tap) or the kernel it shares
+# the device with (xdp) discards the packet, a loss the peer learns of only from the stack.
+# Egress chains may name a device that does not exist yet (the stack's TAP).
+peer_nft_loss()
+{
+	local match="meta l4proto tcp numgen random mod 100 < $1 counter"
+	ip netns exec "$PEER_NS" nft -f - <<- EOF
+		table inet onrit {
+			chain in { type filter hook input priority 0; iifname "$PEER_IF" $match drop; }
+		}
+		table netdev onrit_eg {
+			chain eg {
+				type filter hook egress device "$PEER_IF" priority 0;
+				ip daddr $STACK_IP $match ip daddr set 198.19.255.254;
+			}
+		}
+	EOF
+}
+
+# What the rules dropped (or sent nowhere), every chain of the peer's namespace together.
 peer_nft_dropped()
 {
-	ip netns exec "$PEER_NS" nft -j list table inet onrit |
+	ip netns exec "$PEER_NS" nft -j list ruleset |
 		jq '[.nftables[] | .rule? // empty | .expr[] | .counter? // empty | .packets] | add // 0'
 }
 

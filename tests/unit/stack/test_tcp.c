@@ -475,6 +475,18 @@ static void bulk_64mib_at(unsigned loss_pct)
 					   stat_of(&p->b.stack, "tcp_fast_retransmits")),
 		      (unsigned long long)(p->end_a.wire.lost + p->end_b.wire.lost +
 					   p->end_a.wire.corrupted + p->end_b.wire.corrupted));
+	print_message("  spurious (D-SACKs) %llu, tail loss probes %llu, RACK marks %llu, RACK timers %llu, "
+		      "splits %llu\n",
+		      (unsigned long long)(stat_of(&p->a.stack, "tcp_dsack_rx") +
+					   stat_of(&p->b.stack, "tcp_dsack_rx")),
+		      (unsigned long long)(stat_of(&p->a.stack, "tcp_tail_loss_probes") +
+					   stat_of(&p->b.stack, "tcp_tail_loss_probes")),
+		      (unsigned long long)(stat_of(&p->a.stack, "tcp_rack_lost") +
+					   stat_of(&p->b.stack, "tcp_rack_lost")),
+		      (unsigned long long)(stat_of(&p->a.stack, "tcp_rack_timeouts") +
+					   stat_of(&p->b.stack, "tcp_rack_timeouts")),
+		      (unsigned long long)(stat_of(&p->a.stack, "tcp_sndq_splits") +
+					   stat_of(&p->b.stack, "tcp_sndq_splits")));
 	p->end_a.faults = (struct loop_faults){0};
 	p->end_b.faults = (struct loop_faults){0};
 	close_both(p, ca, cb, lid);

@@ -35,6 +35,8 @@ struct seg_rec {
 	uint32_t seq, ack, len; /* len: payload bytes */
 	uint16_t wnd;		/* as on the wire, unscaled */
 	uint8_t flags;
+	uint8_t n_sack; /* SACK blocks, in the order sent */
+	uint32_t sack[4][2];
 };
 
 #define TAP_MAX 4096 /* most recent segments kept per end */
@@ -72,6 +74,25 @@ static bool seg_decode(struct pkt_pool *pool, uint32_t head, struct seg_rec *r)
 	r->len = ntohs(ip->len_be16) - ihl - (th->doff >> 4) * 4u;
 	r->wnd = ntohs(th->wnd_be16);
 	r->flags = th->flags;
+	r->n_sack = 0;
+	for (const uint8_t *o = (const uint8_t *)(th + 1),
+			   *e = (const uint8_t *)th + (th->doff >> 4) * 4u;
+	     o < e && *o;) {
+		if (*o == 1) {
+			o++;
+			continue;
+		}
+		if (o + 1 >= e || o[1] < 2)
+			break;
+		for (unsigned i = 2; *o == 5 && i + 8 <= o[1] && r->n_sack < 4;
+		     i += 8, r->n_sack++) {
+			memcpy(&r->sack[r->n_sack][0], o + i, 4);
+			memcpy(&r->sack[r->n_sack][1], o + i + 4, 4);
+			r->sack[r->n_sack][0] = ntohl(r->sack[r->n_sack][0]);
+			r->sack[r->n_sack][1] = ntohl(r->sack[r->n_sack][1]);
+		}
+		o += o[1];
+	}
 	return true;
 }
 
@@ -189,6 +210,7 @@ struct seg_spec {
 	const void *payload;
 	size_t n;
 	bool bad_csum;
+	bool b_to_a; /* from B's sport to A's dport instead */
 };
 
 static void frame_tcp(struct frame *f, const struct stackpair *p, const struct seg_spec *sp)
@@ -196,6 +218,8 @@ static void frame_tcp(struct frame *f, const struct stackpair *p, const struct s
 	uint8_t seg[ONR_PKT_BUF_SIZE];
 	struct tcp_hdr *th = (struct tcp_hdr *)seg;
 	size_t hlen = TCP_HDR_MIN_LEN + sp->optlen, len = hlen + sp->n;
+	const struct stackpair_side *from = sp->b_to_a ? &p->b : &p->a;
+	const struct stackpair_side *to = sp->b_to_a ? &p->a : &p->b;
 	uint16_t c;
 
 	memset(th, 0, sizeof(*th));
@@ -211,10 +235,10 @@ static void frame_tcp(struct frame *f, const struct stackpair *p, const struct s
 	if (sp->n)
 		memcpy(seg + hlen, sp->payload, sp->n);
 	c = csum_fold(csum_add(
-	    csum_pseudo(p->a.stack.addr_be32, p->b.stack.addr_be32, IPPROTO_TCP_, (uint16_t)len),
+	    csum_pseudo(from->stack.addr_be32, to->stack.addr_be32, IPPROTO_TCP_, (uint16_t)len),
 	    seg, len));
 	th->csum_be16 = htons(sp->bad_csum ? (uint16_t)(c ^ 0x5a5a) : c);
-	frame_ipv4(f, &p->a, &p->b, IPPROTO_TCP_, seg, len);
+	frame_ipv4(f, from, to, IPPROTO_TCP_, seg, len);
 }
 
 /* B announces its address to A (a gratuitous ARP): A's neighbour entry stays fresh, as it
@@ -1405,6 +1429,381 @@ static void test_tcp_tlp__tail_of_a_flight_lost__recovered_before_the_rto(void *
 	close_both(p, ca, cb, lid);
 }
 
+/* ---- RACK, SACK scoreboard, D-SACK ----------------------------------------------------- */
+
+static void put_be32_at(uint8_t *o, uint32_t v)
+{
+	o[0] = (uint8_t)(v >> 24);
+	o[1] = (uint8_t)(v >> 16);
+	o[2] = (uint8_t)(v >> 8);
+	o[3] = (uint8_t)v;
+}
+
+/* Warm a connection up with a one-way delay each way: RACK learns the round trip. */
+static void warm_up_with_delay(struct stackpair *p, int ca, int cb, uint64_t delay_ns)
+{
+	p->end_a.faults.delay_ns = delay_ns;
+	p->end_b.faults.delay_ns = delay_ns;
+	finish_transfer(p, &p->a.stack, ca, &p->b.stack, cb, 4 * full_seg(p, ca), 0, 0, 1 * S);
+	run_for(p, 100 * MS);
+}
+
+/* Send n full segments from A at once, the wire dropping those whose bit is set in `drop`. */
+static void send_segs_dropping(struct stackpair *p, int ca, size_t from, unsigned n, unsigned drop)
+{
+	uint32_t mss = full_seg(p, ca);
+
+	for (unsigned i = 0; i < n; i++) {
+		p->end_a.faults.drop_every = (drop >> i) & 1;
+		assert_int_equal(send_pattern(&p->a.stack, ca, from + i * mss, mss), mss);
+		stack_tx_flush(&p->a.stack);
+	}
+	p->end_a.faults.drop_every = 0;
+}
+
+/* The first data segment A sent since mark at sequence seq, or NULL. */
+static const struct seg_rec *a_sent_seq(uint64_t mark, uint32_t seq)
+{
+	for (uint64_t i = mark; i < taps[0].n; i++)
+		if (tap_seg(&taps[0], i, 0)->len && tap_seg(&taps[0], i, 0)->seq == seq)
+			return tap_seg(&taps[0], i, 0);
+	return NULL;
+}
+
+static void
+test_tcp_rack__one_later_segment_sacked__lost_one_resent_after_the_reordering_window(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 93), ca, cb;
+	const struct tcp_cb *a;
+	uint32_t mss, una;
+	uint64_t mark, t0;
+	const struct seg_rec *r;
+
+	connect_pair(p, lid, 93, &ca, &cb);
+	warm_up_with_delay(p, ca, cb, 1 * MS); /* a 2 ms round trip */
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	una = a->snd_una;
+	mark = taps[0].n;
+	t0 = now_ns(p);
+	/* four segments; only the second arrives: one SACKed segment is no DupThresh, and
+	 * the two after it were sent no earlier, so only the first can be deemed lost, and
+	 * only once the reordering window (a quarter of the round trip) has passed */
+	send_segs_dropping(p, ca, 4 * mss, 4, 0xd);
+	while (now_ns(p) - t0 < 2 * MS + 200000)
+		stackpair_step(p, 50000);
+	assert_int_equal(a->sacked_bytes, mss);
+	assert_null(a_sent_seq(mark + 4, una)); /* not at the SACK's arrival */
+	while (now_ns(p) - t0 < 4 * MS)
+		stackpair_step(p, 50000);
+	r = a_sent_seq(mark + 4, una);
+	assert_non_null(r);
+	assert_in_range(r->t_ns - t0, 2 * MS + 300000, 3 * MS);
+	assert_null(a_sent_seq(mark + 4, una + 2 * mss)); /* sent after the delivered one */
+	assert_int_equal(stat_of(&p->a.stack, "tcp_rack_timeouts"), 1);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_tail_loss_probes"), 0);
+	/* the rest (the tail) is recovered by the probe, not the RTO */
+	run_for(p, 100 * MS);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 4 * mss), 4 * mss);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_rto_expired"), 0);
+	close_both(p, ca, cb, lid);
+}
+
+static void
+test_tcp_tlp__last_ack_and_the_first_probes_answer_lost__second_probe_no_rto(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 99), ca, cb;
+	const struct tcp_cb *a;
+	uint32_t mss;
+	uint64_t t0, t1;
+
+	connect_pair(p, lid, 99, &ca, &cb);
+	warm_up_with_delay(p, ca, cb, 1 * MS); /* a 2 ms round trip */
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	/* B gets the whole flight, but everything B sends is lost until a round trip after
+	 * the first probe: its ACKs, and its answer to that probe */
+	p->end_b.faults.loss_pct = 100;
+	t0 = now_ns(p);
+	assert_int_equal(send_pattern(&p->a.stack, ca, 4 * mss, 4 * mss), 4 * mss);
+	while (!stat_of(&p->a.stack, "tcp_tail_loss_probes") && now_ns(p) - t0 < 100 * MS)
+		stackpair_step(p, 100000);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_tail_loss_probes"), 1);
+	t1 = now_ns(p);
+	while (now_ns(p) - t1 < 3 * MS)
+		stackpair_step(p, 100000);
+	p->end_b.faults.loss_pct = 0;
+	/* the second probe, a PTO later, draws the ACK: no timeout, no cut of the window */
+	while (a->snd_una != a->snd_max && now_ns(p) - t0 < 300 * MS)
+		stackpair_step(p, 100000);
+	assert_int_equal(a->snd_una, a->snd_max);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_tail_loss_probes"), 2);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_rto_expired"), 0);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 4 * mss), 4 * mss);
+	close_both(p, ca, cb, lid);
+}
+
+static void test_tcp_rack__lost_retransmission__found_and_resent_without_a_timeout(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 94), ca, cb;
+	const struct tcp_cb *a;
+	uint32_t mss, una;
+	uint64_t mark, t0;
+
+	connect_pair(p, lid, 94, &ca, &cb);
+	warm_up_with_delay(p, ca, cb, 1 * MS);
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	una = a->snd_una;
+	/* the first of five is lost, and so is its first retransmission; the segments sent
+	 * after that retransmission tell RACK it is lost too */
+	mark = taps[0].n;
+	t0 = now_ns(p);
+	send_segs_dropping(p, ca, 4 * mss, 5, 0x1);
+	p->end_a.faults.drop_every = 1;
+	while (!a_sent_seq(mark + 5, una) && now_ns(p) - t0 < 10 * MS)
+		stackpair_step(p, 50000);
+	assert_non_null(a_sent_seq(mark + 5, una));
+	p->end_a.faults.drop_every = 0;
+	assert_int_equal(send_pattern(&p->a.stack, ca, 9 * mss, 2 * mss), 2 * mss);
+	run_for(p, 20 * MS);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 4 * mss), 7 * mss);
+	assert_true(stat_of(&p->a.stack, "tcp_rack_lost") >= 2); /* the original, then its copy */
+	assert_int_equal(stat_of(&p->a.stack, "tcp_rto_expired"), 0);
+	close_both(p, ca, cb, lid);
+}
+
+static void
+test_tcp_sack__block_edge_inside_a_segment__only_the_unsacked_part_is_resent(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 95), ca, cb;
+	const struct tcp_cb *a;
+	uint32_t mss, una, half;
+	uint8_t opt[12] = {1, 1, 5, 10};
+	uint64_t mark;
+	struct frame f;
+	struct seg_spec sp;
+	const struct seg_rec *r;
+
+	connect_pair(p, lid, 95, &ca, &cb);
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	una = a->snd_una;
+	half = mss / 2;
+	mark = taps[0].n;
+	/* three segments the wire loses; then B (forged) SACKs from the middle of the first to
+	 * the end: the peer holds 2.5 segments, which is DupThresh for a flight of three */
+	send_segs_dropping(p, ca, 0, 3, 0x7);
+	put_be32_at(opt + 4, una + half);
+	put_be32_at(opt + 8, una + 3 * mss);
+	sp = (struct seg_spec){.sport = ntohs(p->b.stack.socks[cb].lport_be16),
+			       .dport = ntohs(p->b.stack.socks[cb].rport_be16),
+			       .seq = p->b.stack.socks[cb].tcp.snd_nxt,
+			       .ack = una,
+			       .flags = TCP_ACK,
+			       .wnd = p->b.stack.socks[cb].tcp.rcv_adv -
+				      p->b.stack.socks[cb].tcp.rcv_nxt,
+			       .opts = opt,
+			       .optlen = sizeof(opt),
+			       .b_to_a = true};
+	sp.wnd = (uint16_t)(sp.wnd >> p->b.stack.socks[cb].tcp.rcv_wscale);
+	frame_tcp(&f, p, &sp);
+	stackpair_step(p, 100000); /* the SACK comes a round trip after the segments */
+	inject(&p->a, &f);
+	assert_int_equal(a->sacked_bytes, 3 * mss - half);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_sndq_splits"), 1);
+	/* what goes again is the part the peer lacks, nothing it holds */
+	stackpair_step(p, 0);
+	r = a_sent_seq(mark + 3, una);
+	assert_non_null(r);
+	assert_int_equal(r->len, half);
+	assert_null(a_sent_seq(mark + 3, una + mss));
+	/* the forged SACK was a lie B's ACKs never confirm: the timeouts send it all again */
+	run_for(p, 2 * S);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 0), 3 * mss);
+	close_both(p, ca, cb, lid);
+}
+
+static void test_tcp_dsack__duplicate_segments__each_answered_at_once_with_a_dsack(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 96), ca, cb;
+	struct stack_sock *a;
+	uint32_t seq;
+	uint8_t data[100];
+	struct frame f;
+	struct seg_spec sp;
+	uint64_t mark;
+
+	connect_pair(p, lid, 96, &ca, &cb);
+	a = &p->a.stack.socks[ca];
+	seq = a->tcp.snd_nxt;
+	assert_int_equal(send_pattern(&p->a.stack, ca, 0, sizeof(data)), sizeof(data));
+	run_for(p, 100 * MS);
+	assert_int_equal(recv_pattern(&p->b.stack, cb, 0), sizeof(data));
+	/* the same segment three times more, as a sender whose ACK was lost resends it */
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = pattern_byte(i);
+	sp = (struct seg_spec){.sport = ntohs(a->lport_be16),
+			       .dport = ntohs(a->rport_be16),
+			       .seq = seq,
+			       .ack = a->tcp.rcv_nxt,
+			       .flags = TCP_ACK | TCP_PSH,
+			       .payload = data,
+			       .n = sizeof(data)};
+	frame_tcp(&f, p, &sp);
+	mark = taps[1].n;
+	for (int i = 0; i < 3; i++)
+		inject(&p->b, &f);
+	stackpair_step(p, 0);
+	/* each answered (no out-of-window rate limit for data), each with a D-SACK */
+	assert_int_equal(taps[1].n, mark + 3);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_dsack_tx"), 3);
+	stackpair_run(p, 10 * MS);
+	assert_int_equal(stat_of(&p->a.stack, "tcp_dsack_rx"), 3);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_oow_acks_limited"), 0);
+	close_both(p, ca, cb, lid);
+}
+
+/* A's segment of `n` pattern bytes at stream offset `off` (B's rcv_nxt + off), forged. */
+static void inject_data_from_a(struct stackpair *p, int ca, int cb, uint32_t off, uint32_t n)
+{
+	static uint8_t data[2048];
+	struct stack_sock *a = &p->a.stack.socks[ca];
+	uint32_t base = p->b.stack.socks[cb].tcp.rcv_nxt;
+	struct seg_spec sp = {.sport = ntohs(a->lport_be16),
+			      .dport = ntohs(a->rport_be16),
+			      .seq = base + off,
+			      .ack = a->tcp.rcv_nxt,
+			      .flags = TCP_ACK,
+			      .payload = data,
+			      .n = n};
+	struct frame f;
+
+	for (uint32_t i = 0; i < n; i++)
+		data[i] = pattern_byte(off + i);
+	frame_tcp(&f, p, &sp);
+	inject(&p->b, &f);
+}
+
+/* A test that forged A's data leaves A and B disagreeing on the stream: end it at once. */
+static void abort_both(struct stackpair *p, int ca, int cb, int lid)
+{
+	abort_connections(&p->a.stack);
+	abort_connections(&p->b.stack);
+	sock_close(&p->a.stack, (uint32_t)ca);
+	sock_close(&p->b.stack, (uint32_t)cb);
+	sock_close(&p->b.stack, (uint32_t)lid);
+	stackpair_run(p, 1 * S);
+}
+
+static void test_tcp_sack__runs_reported__the_most_recently_changed_first(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 97), ca, cb;
+	uint32_t base, k = 1000;
+	const struct seg_rec *r;
+
+	connect_pair(p, lid, 97, &ca, &cb);
+	base = p->b.stack.socks[cb].tcp.rcv_nxt;
+	/* four runs above holes, made lowest first; then the second grows */
+	for (uint32_t i = 1; i <= 4; i++)
+		inject_data_from_a(p, ca, cb, 3 * i * k, k);
+	inject_data_from_a(p, ca, cb, 7 * k, k);
+	stackpair_step(p, 0);
+	r = tap_last(&taps[1]);
+	/* RFC 2018 §4: the run that changed last, then those reported most recently (three
+	 * blocks fit beside the timestamps); the oldest gives way though it is the lowest */
+	assert_int_equal(r->n_sack, 3);
+	assert_int_equal(r->sack[0][0], base + 6 * k);
+	assert_int_equal(r->sack[0][1], base + 8 * k);
+	assert_int_equal(r->sack[1][0], base + 12 * k);
+	assert_int_equal(r->sack[1][1], base + 13 * k);
+	assert_int_equal(r->sack[2][0], base + 9 * k);
+	assert_int_equal(r->sack[2][1], base + 10 * k);
+	abort_both(p, ca, cb, lid);
+}
+
+static void test_tcp_rcvbuf__out_of_order_data_fills_the_share__the_hole_still_fills(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener_with(&p->b.stack, 98, 8 * ONR_PKT_BUF_SIZE), ca, cb;
+	struct stack_sock *b;
+	uint32_t rcv_nxt, k = 1000, share;
+	static char buf[65536];
+
+	connect_pair(p, lid, 98, &ca, &cb);
+	b = &p->b.stack.socks[cb];
+	rcv_nxt = b->tcp.rcv_nxt;
+	share = b->rcvbuf / ONR_PKT_BUF_SIZE; /* in buffers (SO_RCVBUF is doubled, as Linux) */
+	/* segments above a one-segment hole take the whole share */
+	for (uint32_t i = 1; i <= share; i++)
+		inject_data_from_a(p, ca, cb, i * k, k);
+	assert_int_equal(b->tcp.ooo_bufs, share);
+	/* the segment that fills the hole is taken, the highest out-of-order one given up
+	 * (it used to be dropped as beyond the share: the connection could never go on) */
+	inject_data_from_a(p, ca, cb, 0, k);
+	assert_int_equal(b->tcp.rcv_nxt, rcv_nxt + share * k);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_ooo_purged"), 1);
+	assert_int_equal(stat_of(&p->b.stack, "tcp_rcvq_full"), 0);
+	assert_int_equal(sock_recv(&p->b.stack, (uint32_t)cb, buf, sizeof(buf), 0, NULL),
+			 share * k);
+	for (uint32_t i = 0; i < share * k; i++)
+		assert_int_equal((uint8_t)buf[i], pattern_byte(i));
+	abort_both(p, ca, cb, lid);
+}
+
+static void
+test_tcp_sndq__frames_reshaped_when_the_mss_shrinks__then_topped_up__bytes_intact(void **state)
+{
+	struct stackpair *p = *state;
+	int lid = listener(&p->b.stack, 100), ca, cb;
+	struct tcp_cb *a;
+	uint32_t mss;
+	size_t sent;
+
+	connect_pair(p, lid, 100, &ca, &cb);
+	a = &p->a.stack.socks[ca].tcp;
+	mss = full_seg(p, ca);
+	/* a full congestion window goes out; three more frames wait behind it */
+	sent = send_pattern(&p->a.stack, ca, 0, 13 * mss);
+	assert_int_equal(sent, 13 * mss);
+	/* B's data arrives out of order at A: A's segments now carry SACK blocks, and are
+	 * shorter than the frames waiting, which are reshaped as they go */
+	{
+		struct stack_sock *bs = &p->b.stack.socks[cb];
+		uint8_t data[100] = {0};
+		struct seg_spec sp = {.sport = ntohs(bs->lport_be16),
+				      .dport = ntohs(bs->rport_be16),
+				      .seq = bs->tcp.snd_nxt + 1000,
+				      .ack = bs->tcp.rcv_nxt,
+				      .flags = TCP_ACK,
+				      .wnd = 65535,
+				      .payload = data,
+				      .n = sizeof(data),
+				      .b_to_a = true};
+		struct frame f;
+		frame_tcp(&f, p, &sp);
+		inject(&p->a, &f);
+	}
+	assert_true(tcp_payload_mss(a) < mss);
+	/* the frames go out reshaped while the application keeps writing into the last */
+	for (int i = 0; i < 200 && sent < 64 * mss; i++) {
+		sent += send_pattern(&p->a.stack, ca, sent, 100);
+		stackpair_step(p, 20000);
+		for (uint32_t f = a->sndq_head; f != ONR_PKT_NIL;
+		     f = pkt_meta(&p->a.pool, f)->queue_next)
+			assert_true(pkt_meta(&p->a.pool, f)->off + pkt_meta(&p->a.pool, f)->len <=
+				    ONR_PKT_BUF_SIZE);
+	}
+	finish_transfer(p, &p->a.stack, ca, &p->b.stack, cb, sent, sent, 0, 5 * S);
+	abort_both(p, ca, cb, lid);
+}
+
 static void test_tcp_oow__segments_out_of_window__one_ack_per_500_ms(void **state)
 {
 	struct stackpair *p = *state;
@@ -1803,6 +2202,14 @@ int main(void)
 	    T(test_tcp_rfc5961__in_window_rst_off_rcv_nxt__challenge_ack_and_survives),
 	    T(test_tcp_oow__segments_out_of_window__one_ack_per_500_ms),
 	    T(test_tcp_tlp__tail_of_a_flight_lost__recovered_before_the_rto),
+	    T(test_tcp_rack__one_later_segment_sacked__lost_one_resent_after_the_reordering_window),
+	    T(test_tcp_rack__lost_retransmission__found_and_resent_without_a_timeout),
+	    T(test_tcp_tlp__last_ack_and_the_first_probes_answer_lost__second_probe_no_rto),
+	    T(test_tcp_sack__block_edge_inside_a_segment__only_the_unsacked_part_is_resent),
+	    T(test_tcp_dsack__duplicate_segments__each_answered_at_once_with_a_dsack),
+	    T(test_tcp_sack__runs_reported__the_most_recently_changed_first),
+	    T(test_tcp_rcvbuf__out_of_order_data_fills_the_share__the_hole_still_fills),
+	    T(test_tcp_sndq__frames_reshaped_when_the_mss_shrinks__then_topped_up__bytes_intact),
 	    T(test_tcp_rfc5961__rst_at_rcv_nxt__resets_with_econnreset),
 	    T(test_tcp_rfc5961__rst_outside_the_window__dropped_without_answer),
 	    T(test_tcp_rfc5961__syn_on_an_established_connection__challenge_ack_and_survives),
