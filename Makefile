@@ -26,7 +26,8 @@ endif
 # holds libFuzzer's runtime, which clang only recommends.
 DEB_PKGS := build-essential pkg-config clang libcmocka-dev libjson-c-dev liburing-dev \
 	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev ethtool iputils-ping \
-	    libclang-rt-dev jq nftables python3 curl socat nginx-light iperf3
+	    libclang-rt-dev jq nftables python3 curl socat nginx-light iperf3 \
+	    redis-server redis-tools sockperf
 
 INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/link -Ishim/stack -Ishim/cplane -Itests/lib
 CFLAGS	 ?= -O2 -g
@@ -69,6 +70,8 @@ BENCH_TCP  := $(B)/tools/bench/bench_tcp
 BENCH_LINK := $(B)/tools/bench/bench_link
 XFER	   := $(B)/tests/integration/xfer
 LIBONRAMP  := $(B)/libonramp.so
+POLL_CHECK := $(B)/tests/intercept/poll_check
+MT_CHECK   := $(B)/tests/intercept/mt_check
 LAUNCHER   := $(B)/tools/onramp/onramp
 
 UNIT_TESTS := $(B)/tests/unit/env/test_params \
@@ -87,7 +90,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/link/test_xdp
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_SDUMP) $(STACKDUMP) \
-	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP) $(POLL_CHECK)
+	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP) $(POLL_CHECK) $(MT_CHECK)
 
 .PHONY: all check unit integration docs docs-check demo bench install deps clean format fuzz fuzz-check
 .PHONY: uninstall launcher-check
@@ -157,8 +160,7 @@ $(LIBONRAMP): $(call obj,$(INTERCEPT_SRCS)) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLAN
 		$(filter %.o %.a,$^) $(URING_LIBS) $(XDP_LIBS) $(NL_LIBS) -ldl $(LDLIBS)
 
 # A test program that runs under the preload library (tests/integration/test_intercept.sh).
-POLL_CHECK := $(B)/tests/intercept/poll_check
-$(POLL_CHECK): $(call obj,tests/intercept/poll_check.c)
+$(B)/tests/intercept/%_check: $(B)/tests/intercept/%_check.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # ---- unit tests (cmocka) -------------------------------------------------------------------

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# tests/integration/test_intercept.sh BUILD — tests/intercept/poll_check under libonramp.so:
+# tests/integration/test_intercept.sh BUILD — tests/intercept/{mt,poll}_check under libonramp.so.
+# mt_check: many threads on one stack, one socket shared by two threads, EINTR and SA_RESTART
+# in a blocking receive, a handler making socket calls. poll_check:
 # poll, ppoll, select, pselect and epoll (level, edge, one-shot, errors) over accelerated and
 # kernel fds, EINTR from a handler, a listener reached through the stack and the kernel, a
 # socket accelerated after it joined an epoll set, and errno left alone on kernel fds. The
@@ -7,6 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 require_root
 CHECK=$(realpath "$BUILD/tests/intercept/poll_check")
+MT=$(realpath "$BUILD/tests/intercept/mt_check")
 LIB=$(realpath "$BUILD/libonramp.so")
 
 poll_case() # EF_POLL_USEC
@@ -19,6 +22,18 @@ poll_case() # EF_POLL_USEC
 	pass "$(grep -c '^ok' "$CASE_DIR/pc.out") checks"
 }
 
+# threads and signals: tests/intercept/mt_check
+mt_case()
+{
+	STACK_NS=onrit$CASE_ID-a
+	netns_add "$STACK_NS"
+	ip netns exec "$STACK_NS" env EF_LINK=tap EF_TAP_ADDR=198.18.77.2/24 \
+		EF_NAME="it$CASE_ID-mt" LD_PRELOAD="$LIB" timeout 120 "$MT" > "$CASE_DIR/mt.out" 2>&1 ||
+		fail "$(grep -m3 '^FAIL' "$CASE_DIR/mt.out" | tr '\n' ' ') $(tail -n 1 "$CASE_DIR/mt.out")"
+	pass "$(grep -c '^ok' "$CASE_DIR/mt.out") checks"
+}
+
+run_case "threads-and-signals" mt_case
 run_case "poll-select-epoll" poll_case 0
 run_case "poll-select-epoll EF_POLL_USEC=50" poll_case 50
 finish
