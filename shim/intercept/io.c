@@ -17,8 +17,6 @@
 #define EXPORT __attribute__((visibility("default")))
 
 #define DGRAM_MAX 65536 /* a datagram gathered from, or scattered to, several iovecs */
-#define RECV_FLAGS (MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT | MSG_WAITALL | MSG_CMSG_CLOEXEC)
-#define SEND_FLAGS (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE | MSG_EOR | MSG_CONFIRM)
 
 extern void __chk_fail(void) __attribute__((noreturn));
 
@@ -55,7 +53,7 @@ static long op_recv(struct stack *s, const struct onr_fd *e, void *arg)
 {
 	struct recv_arg *ra = arg;
 
-	return sock_recv(s, e->id, ra->buf, ra->len, ra->flags & ~MSG_WAITALL, &ra->from);
+	return sock_recv(s, e->id, ra->buf, ra->len, ra->flags & (MSG_PEEK | MSG_TRUNC), &ra->from);
 }
 
 /* One receive into a flat buffer; TCP MSG_WAITALL loops until len, EOF, error or signal. */
@@ -67,8 +65,12 @@ static ssize_t recv_flat(struct onr_fd *e, void *buf, size_t len, int flags,
 	size_t got = 0;
 	long rc;
 
-	if (flags & ~RECV_FLAGS)
-		return (flags & MSG_OOB) ? -EINVAL : -EOPNOTSUPP;
+	/* Linux's TCP and UDP receive ignore the flags they have no use for (MSG_NOSIGNAL,
+	 * which sockperf passes, among them); urgent data and the error queue are not kept */
+	if (flags & MSG_OOB)
+		return -EINVAL;
+	if (flags & MSG_ERRQUEUE)
+		return -EAGAIN;
 	for (;;) {
 		ra.buf = (char *)buf + got;
 		ra.len = len - got;
@@ -296,8 +298,8 @@ static ssize_t send_flat(struct onr_fd *e, const void *buf, size_t len, int flag
 	size_t sent = 0;
 	long rc;
 
-	if (flags & ~SEND_FLAGS)
-		return (flags & MSG_OOB) ? -EOPNOTSUPP : -EINVAL;
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP; /* no urgent data */
 	if (e->type == SOCK_T_UDP)
 		return onr_blocking(e, nonblock, SOCK_EV_OUT, e->sndtimeo_ns, op_send, &sa);
 	do {

@@ -18,6 +18,7 @@ set -euo pipefail
 BUILD=${1:-${ONRAMP_BUILD:-build}}
 XFER=$(realpath "$BUILD/tests/integration/xfer")
 SDUMP=$(realpath "$BUILD/tools/stackdump/stackdump")
+ONRAMP=$(realpath "$BUILD/tools/onramp/onramp")
 TESTS_FAILED=0
 TESTS_PASSED=0
 
@@ -447,4 +448,82 @@ tcp_check_through()
 	stat_at_least "$STACK_NAME" link_rx "$segs"
 	stat_at_least "$STACK_NAME" tcp_rx_segs "$segs"
 	stat_at_least "$STACK_NAME" tcp_tx_segs "$segs"
+}
+
+# ---- programs under onramp (test_apps.sh, test_redis_sockperf.sh) ---------------------------
+
+# app_watch NAME: samples `stackdump --json lots NAME` every 50 ms into $CASE_DIR/NAME.json
+# (the last sample in which the stack was alive) until app_unwatch.
+app_watch()
+{
+	local name=$1
+	(
+		while :; do
+			"$SDUMP" --json lots "it$CASE_ID-$name" > "$CASE_DIR/$name.tmp" 2> /dev/null &&
+				mv "$CASE_DIR/$name.tmp" "$CASE_DIR/$name.json"
+			sleep 0.05
+		done
+	) &
+	WATCH_PID=$!
+	PIDS+=("$WATCH_PID")
+}
+
+app_unwatch()
+{
+	kill "$WATCH_PID" 2> /dev/null
+	wait "$WATCH_PID" 2> /dev/null || true
+}
+
+# sampled NAME JQ: a value from the last sample of NAME's stack.
+sampled()
+{
+	[ -s "$CASE_DIR/$1.json" ] || fail "stackdump never saw stack $1"
+	jq -er ".stacks[0] | $2" "$CASE_DIR/$1.json"
+}
+
+# through_stack NAME OPENS MIN RX TX: the sample shows at least MIN connections opened (OPENS:
+# active or passive) and TCP segments enough to carry RX bytes in and TX bytes out (1460-byte
+# segments at most): the connections and their bytes went through the stack.
+through_stack()
+{
+	local n segs
+	n=$(sampled "$1" ".counters.tcp_${2}_opens")
+	[ "$n" -ge "$3" ] || fail "$1: $n tcp_${2}_opens, expected at least $3"
+	segs=$(sampled "$1" '.counters.tcp_rx_segs')
+	[ "$segs" -ge $(($4 / 1460)) ] || fail "$1: $segs segments in, expected at least $(($4 / 1460))"
+	segs=$(sampled "$1" '.counters.tcp_tx_segs')
+	[ "$segs" -ge $(($5 / 1460)) ] || fail "$1: $segs segments out, expected at least $(($5 / 1460))"
+}
+
+# onramp_in_stack_ns NAME CMD...: CMD under onramp in the stack's namespace, stack NAME.
+onramp_in_stack_ns()
+{
+	local name=$1
+	shift
+	ip netns exec "$STACK_NS" env "${STACK_ENV[@]}" EF_NAME="it$CASE_ID-$name" \
+		"$ONRAMP" -- "$@"
+}
+
+# onramp_start NAME OUT CMD...: the same in the background, output to OUT; APP_PID is the
+# program's own pid (ip, env and the launcher all exec), so the case's cleanup ends it.
+onramp_start()
+{
+	local name=$1 out=$2
+	shift 2
+	ip netns exec "$STACK_NS" env "${STACK_ENV[@]}" EF_NAME="it$CASE_ID-$name" \
+		"$ONRAMP" -- "$@" > "$out" 2>&1 &
+	APP_PID=$!
+	PIDS+=("$APP_PID")
+}
+
+# app_topo LINK: topo_up, and on tap the device made up front (with the kernel side's
+# address), so that a kernel server can listen on it before any stack runs.
+app_topo()
+{
+	topo_up "$1"
+	if [ "$LINK" = tap ]; then
+		ip -n "$STACK_NS" tuntap add dev "$STACK_IF" mode tap
+		ip -n "$STACK_NS" addr add "$PEER_IP/24" dev "$STACK_IF"
+		ip -n "$STACK_NS" link set "$STACK_IF" up
+	fi
 }
