@@ -27,7 +27,7 @@ endif
 DEB_PKGS := build-essential pkg-config clang libcmocka-dev libjson-c-dev liburing-dev \
 	    libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev ethtool iputils-ping \
 	    libclang-rt-dev jq nftables python3 curl socat nginx-light iperf3 \
-	    redis-server redis-tools sockperf
+	    redis-server redis-tools sockperf wrk
 
 INCLUDES := -Ishim/abi -Ienv -Ishim/pkt -Ishim/link -Ishim/stack -Ishim/cplane -Itests/lib
 CFLAGS	 ?= -O2 -g
@@ -273,11 +273,12 @@ demo: deps
 	$(MAKE) --no-print-directory all
 	tools/demo/demo.sh $(B)
 
-bench: $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER)
+bench: $(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LIBONRAMP) $(LAUNCHER) $(STACKDUMP)
 	$(BENCH_POOL)
 	$(BENCH_TCP)
 	$(BENCH_LINK)
 	tools/bench/bench_veth.sh $(B)
+	tools/bench/bench_apps.sh $(B)
 
 # ---- install -------------------------------------------------------------------------------
 INST_BIN      = $(DESTDIR)$(PREFIX)/bin
