@@ -721,19 +721,50 @@ static int ep_wait_mixed(int epfd, struct epoll_event *ev, int max, int64_t dead
 	return ew.nout;
 }
 
+/*
+ * A set without accelerated members, in a process whose stack runs: the kernel's wait, but
+ * an EINTR that no handler caused is waited through. io_uring completes the tap's requests
+ * through task work on the thread that submitted them, and that notification ends the
+ * thread's epoll_wait with EINTR (liburing issue 504) where no signal came. Elsewhere the
+ * call goes straight to the kernel.
+ */
+static int ep_kernel_wait(int epfd, struct epoll_event *ev, int max, int64_t deadline_ns,
+			  const sigset_t *m)
+{
+	uint64_t sigs = onr_signal_count();
+
+	for (;;) {
+		int64_t left = deadline_ns < 0 ? -1 : deadline_ns - onr_now_ns();
+		int ms = left < 0 ? -1 : (int)((left + 999999) / 1000000);
+		int rc;
+
+		if (deadline_ns >= 0 && left < 0)
+			ms = 0;
+		rc = real_epoll_pwait(epfd, ev, max, ms, m);
+		if (rc >= 0 || errno != EINTR || onr_signal_count() != sigs)
+			return rc;
+	}
+}
+
 EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int ms)
 {
 	ONR_REAL_READY();
-	if (!ep_has_rec(epfd))
-		return real_epoll_wait(epfd, ev, max, ms);
+	if (!ep_has_rec(epfd)) {
+		if (!onr_stack_if_ready())
+			return real_epoll_wait(epfd, ev, max, ms);
+		return ep_kernel_wait(epfd, ev, max, onr_deadline_ms(ms), NULL);
+	}
 	return ep_wait_mixed(epfd, ev, max, onr_deadline_ms(ms), NULL);
 }
 
 EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *m)
 {
 	ONR_REAL_READY();
-	if (!ep_has_rec(epfd))
-		return real_epoll_pwait(epfd, ev, max, ms, m);
+	if (!ep_has_rec(epfd)) {
+		if (!onr_stack_if_ready())
+			return real_epoll_pwait(epfd, ev, max, ms, m);
+		return ep_kernel_wait(epfd, ev, max, onr_deadline_ms(ms), m);
+	}
 	return ep_wait_mixed(epfd, ev, max, onr_deadline_ms(ms), m);
 }
 
@@ -744,10 +775,12 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct 
 	int rc;
 
 	ONR_REAL_READY();
-	if (!ep_has_rec(epfd))
+	if (!ep_has_rec(epfd) && !onr_stack_if_ready())
 		return real_epoll_pwait2(epfd, ev, max, t, m);
 	rc = onr_deadline_ts(t, &deadline);
 	if (rc)
 		return (int)onr_ret(rc);
+	if (!ep_has_rec(epfd))
+		return ep_kernel_wait(epfd, ev, max, deadline, m);
 	return ep_wait_mixed(epfd, ev, max, deadline, m);
 }
