@@ -246,16 +246,18 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	return rc;
 }
 
-EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
+/*
+ * recvmmsg and sendmmsg on an accelerated socket: message by message. Returns how many went,
+ * or -1 with errno when the first fails. A receive waits for the first message only; the
+ * rest is what is there already (MSG_WAITFORONE).
+ */
+static int mmsg_each(int fd, struct mmsghdr *v, unsigned n, int flags, bool rx)
 {
 	unsigned i;
 
-	ONR_REAL_READY();
-	if (!stack_fd(fd))
-		return real_recvmmsg(fd, v, n, flags, t);
-	/* After the first message the rest is what is there already (MSG_WAITFORONE). */
 	for (i = 0; i < n; i++) {
-		ssize_t rc = recvmsg(fd, &v[i].msg_hdr, i ? flags | MSG_DONTWAIT : flags);
+		ssize_t rc = rx ? recvmsg(fd, &v[i].msg_hdr, i ? flags | MSG_DONTWAIT : flags)
+				: sendmsg(fd, &v[i].msg_hdr, flags);
 		if (rc < 0) {
 			if (i)
 				break;
@@ -264,6 +266,14 @@ EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct tim
 		v[i].msg_len = (unsigned)rc;
 	}
 	return (int)i;
+}
+
+EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
+{
+	ONR_REAL_READY();
+	if (!stack_fd(fd))
+		return real_recvmmsg(fd, v, n, flags, t);
+	return mmsg_each(fd, v, n, flags, true);
 }
 
 /* ---- send ----------------------------------------------------------------------------- */
@@ -354,30 +364,50 @@ static ssize_t send_iov(struct onr_fd *e, const struct iovec *iov, int n, int fl
 	}
 }
 
+/*
+ * Where a send goes: the accelerated socket (0, with *to the UDP destination or NULL), the
+ * kernel (1: an fd not ours, or a pending socket whose destination is not behind the
+ * stack's link) or nowhere (-errno, a bad destination). An unbound UDP socket decides at
+ * its first send, by the destination.
+ */
+static int send_target(int fd, const struct sockaddr *a, socklen_t len, struct onr_fd **e,
+		       struct sock_addr *to, const struct sock_addr **top)
+{
+	struct onr_fd *p = onr_fd_get(fd);
+	int rc;
+
+	*top = NULL;
+	if (!p)
+		return 1;
+	if (p->kind == ONR_FD_PENDING) {
+		if (p->type != SOCK_T_UDP || !a || onr_sockaddr_in(a, len, to) < 0 ||
+		    !onr_udp_decide(fd, p, to))
+			return 1;
+	}
+	*e = p;
+	if (!a || p->type != SOCK_T_UDP)
+		return 0;
+	rc = onr_sockaddr_in(a, len, to);
+	if (rc == 0)
+		*top = to;
+	return rc;
+}
+
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a,
 		      socklen_t len)
 {
-	struct onr_fd *e = stack_fd(fd);
+	const struct sock_addr *top;
 	struct sock_addr to;
+	struct onr_fd *e;
 	int rc;
 
 	ONR_REAL_READY();
-	if (!e) {
-		/* an unbound UDP socket decides at its first send: by the destination */
-		struct onr_fd *p = onr_fd_get(fd);
-		if (p && p->kind == ONR_FD_PENDING && p->type == SOCK_T_UDP && a &&
-		    onr_sockaddr_in(a, len, &to) == 0 && onr_udp_decide(fd, p, &to))
-			e = p;
-		else
-			return real_sendto(fd, buf, n, flags, a, len);
-	}
-	if (a && e->type == SOCK_T_UDP) {
-		rc = onr_sockaddr_in(a, len, &to);
-		if (rc < 0)
-			return onr_ret(rc);
-		return onr_ret(send_flat(e, buf, n, flags, &to));
-	}
-	return onr_ret(send_flat(e, buf, n, flags, NULL));
+	rc = send_target(fd, a, len, &e, &to, &top);
+	if (rc == 1)
+		return real_sendto(fd, buf, n, flags, a, len);
+	if (rc < 0)
+		return onr_ret(rc);
+	return onr_ret(send_flat(e, buf, n, flags, top));
 }
 
 EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
@@ -405,48 +435,29 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
-	struct onr_fd *e = stack_fd(fd);
+	const struct sock_addr *top;
 	struct sock_addr to;
+	struct onr_fd *e;
 	int rc;
 
 	ONR_REAL_READY();
-	if (!e) {
-		struct onr_fd *p = onr_fd_get(fd);
-		if (p && p->kind == ONR_FD_PENDING && p->type == SOCK_T_UDP && m && m->msg_name &&
-		    onr_sockaddr_in(m->msg_name, m->msg_namelen, &to) == 0 &&
-		    onr_udp_decide(fd, p, &to))
-			e = p;
-		else
-			return real_sendmsg(fd, m, flags);
-	}
 	if (!m)
-		return onr_ret(-EFAULT);
-	if (m->msg_name && e->type == SOCK_T_UDP) {
-		rc = onr_sockaddr_in(m->msg_name, m->msg_namelen, &to);
-		if (rc < 0)
-			return onr_ret(rc);
-		return onr_ret(send_iov(e, m->msg_iov, (int)m->msg_iovlen, flags, &to));
-	}
-	return onr_ret(send_iov(e, m->msg_iov, (int)m->msg_iovlen, flags, NULL));
+		return onr_fd_get(fd) ? onr_ret(-EFAULT) : real_sendmsg(fd, m, flags);
+	rc = send_target(fd, m->msg_name, m->msg_namelen, &e, &to, &top);
+	if (rc == 1)
+		return real_sendmsg(fd, m, flags);
+	if (rc < 0)
+		return onr_ret(rc);
+	return onr_ret(send_iov(e, m->msg_iov, (int)m->msg_iovlen, flags, top));
 }
 
 EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
-	unsigned i;
-
 	ONR_REAL_READY();
-	if (!stack_fd(fd) && !onr_fd_get(fd))
+	/* a pending UDP socket too: its first sendmsg decides */
+	if (!onr_fd_get(fd))
 		return real_sendmmsg(fd, v, n, flags);
-	for (i = 0; i < n; i++) {
-		ssize_t rc = sendmsg(fd, &v[i].msg_hdr, flags);
-		if (rc < 0) {
-			if (i)
-				break;
-			return -1;
-		}
-		v[i].msg_len = (unsigned)rc;
-	}
-	return (int)i;
+	return mmsg_each(fd, v, n, flags, false);
 }
 
 /*

@@ -695,11 +695,10 @@ EXPORT int close(int fd)
 }
 
 /* fd2 is a new name of fd's socket (after the kernel's dup). Table lock held. */
-static void dup_entry(int fd, int fd2, bool cloexec)
+static void dup_entry(int fd, int fd2)
 {
 	struct onr_fd *e = onr_fd_get(fd), *n;
 
-	(void)cloexec;
 	if (!e || fd2 < 0 || fd2 == fd || !(n = onr_fd_slot(fd2)))
 		return;
 	if (e->kind == ONR_FD_STACK) {
@@ -737,7 +736,7 @@ EXPORT int dup(int fd)
 		return real_dup(fd);
 	onr_fds_lock();
 	fd2 = real_dup(fd);
-	dup_entry(fd, fd2, false);
+	dup_entry(fd, fd2);
 	onr_fds_unlock();
 	return fd2;
 }
@@ -761,7 +760,7 @@ static int dup23(int fd, int fd2, int flags, bool three)
 	dup_target_closes(fd2);
 	rc = three ? real_dup3(fd, fd2, flags) : real_dup2(fd, fd2);
 	if (rc >= 0)
-		dup_entry(fd, fd2, flags & O_CLOEXEC);
+		dup_entry(fd, fd2);
 	onr_fds_unlock();
 	return rc;
 }
@@ -811,7 +810,7 @@ static int fcntl_any(bool is64, int fd, int cmd, long arg)
 	case F_DUPFD_CLOEXEC:
 		onr_fds_lock();
 		rc = f(fd, cmd, arg);
-		dup_entry(fd, rc, cmd == F_DUPFD_CLOEXEC);
+		dup_entry(fd, rc);
 		onr_fds_unlock();
 		return rc;
 	case F_GETFL:

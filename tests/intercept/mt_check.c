@@ -21,45 +21,15 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define KERNEL_IP "198.18.77.1"
+#include "check.h"
+
 #define THREADS	  8
 #define ROUNDS	  2000
 #define SHARED_BYTES (8u << 20)
 
-static int failures;
-
-#define CHECK(cond, ...)                 \
-	do {                             \
-		if (cond) {              \
-			printf("ok   "); \
-		} else {                 \
-			printf("FAIL "); \
-			failures++;      \
-		}                        \
-		printf(__VA_ARGS__);     \
-		printf("\n");            \
-	} while (0)
-
-static struct sockaddr_in kernel_addr(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-
-	inet_pton(AF_INET, KERNEL_IP, &a.sin_addr);
-	return a;
-}
-
-/* An accelerated socket's kernel twin is never connected: the raw syscall tells. */
-static int is_accelerated(int fd)
-{
-	struct sockaddr_in a;
-	socklen_t l = sizeof(a);
-
-	return syscall(SYS_getpeername, fd, &a, &l) < 0 && errno == ENOTCONN;
-}
-
 static int kernel_listener(int port)
 {
-	struct sockaddr_in a = kernel_addr(port);
+	struct sockaddr_in a = sin_of(KERNEL_IP, port);
 	int one = 1, l = socket(AF_INET, SOCK_STREAM, 0);
 
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -72,7 +42,7 @@ static int kernel_listener(int port)
 
 static int stack_connect(int port)
 {
-	struct sockaddr_in a = kernel_addr(port);
+	struct sockaddr_in a = sin_of(KERNEL_IP, port);
 	int c = socket(AF_INET, SOCK_STREAM, 0);
 
 	if (connect(c, (struct sockaddr *)&a, sizeof(a))) {

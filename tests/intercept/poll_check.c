@@ -23,22 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KERNEL_IP "198.18.77.1"
-#define STACK_IP  "198.18.77.2"
-
-static int failures;
-
-#define CHECK(cond, ...)                 \
-	do {                             \
-		if (cond) {              \
-			printf("ok   "); \
-		} else {                 \
-			printf("FAIL "); \
-			failures++;      \
-		}                        \
-		printf(__VA_ARGS__);     \
-		printf("\n");            \
-	} while (0)
+#include "check.h"
 
 static int64_t now_ms(void)
 {
@@ -46,23 +31,6 @@ static int64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct sockaddr_in sin_of(const char *ip, int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-
-	inet_pton(AF_INET, ip, &a.sin_addr);
-	return a;
-}
-
-/* An accelerated socket's kernel twin is never connected: the raw syscall tells. */
-static int is_accelerated(int fd)
-{
-	struct sockaddr_in a;
-	socklen_t l = sizeof(a);
-
-	return syscall(SYS_getpeername, fd, &a, &l) < 0 && errno == ENOTCONN;
 }
 
 /* ---- a peer writing later, from a thread ------------------------------------------------ */

@@ -35,58 +35,12 @@ if [ ! -x "$XFER" ]; then
 	exit 1
 fi
 
-ID=$$
-NSA=onrbA$ID
-NSB=onrbB$ID
-VA=onrva$ID # IFNAMSIZ is 16: 5 letters and a pid of at most 7 digits fit
-VB=onrvb$ID
-NET=198.18.$((ID % 250 + 1)) # 198.18.0.0/15 is for benchmarks (RFC 2544); netns-private anyway
-ADDR_A=$NET.1
-ADDR_B=$NET.2
-STACK_NAME=bv$ID # EF_NAME prefix; each run adds its own suffix
-LOGS=$(mktemp -d "/tmp/bench_veth.$ID.XXXXXX")
-PIDS=()
+# shellcheck source=tools/bench/veth_lib.sh
+. "$(dirname "$0")/veth_lib.sh"
+veth_up bench_veth b v bv
 PORT=20000 # every run gets a fresh port, so no run meets a previous one's TIME_WAIT
 RUN=0
 RC=0
-
-cleanup() {
-	local pid
-	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	# deleting a namespace deletes the veth end (and so the pair) inside it
-	ip netns del "$NSA" 2>/dev/null || true
-	ip netns del "$NSB" 2>/dev/null || true
-	# a killed stack leaves its region behind; remove only ours
-	rm -f /dev/shm/onramp-"$(id -u)"-"$STACK_NAME"-*
-	rm -rf "$LOGS"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ip netns add "$NSA"
-ip netns add "$NSB"
-ip link add "$VA" netns "$NSA" type veth peer name "$VB" netns "$NSB"
-ip -n "$NSA" addr add "$ADDR_A/24" dev "$VA"
-ip -n "$NSB" addr add "$ADDR_B/24" dev "$VB"
-ip -n "$NSA" link set lo up
-ip -n "$NSB" link set lo up
-ip -n "$NSA" link set "$VA" up
-ip -n "$NSB" link set "$VB" up
-# The kernel peer would leave TX checksums to "hardware" and AF_XDP copy mode would get them
-# unfinished. This also turns off the peer's TSO; both back ends run with it off, so the
-# comparison stays fair.
-ip netns exec "$NSB" ethtool -K "$VB" tx off >/dev/null
-if ! ip netns exec "$NSA" ping -q -c 1 -W 2 "$ADDR_B" >/dev/null; then
-	echo "bench_veth: the veth pair does not carry traffic" >&2
-	exit 1
-fi
 
 # start NS LOG CMD...: run CMD in namespace NS in the background, output in LOG. timeout
 # bounds a hung run; `ip netns exec` and timeout exec in place, so $! is ours to kill.
