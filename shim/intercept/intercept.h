@@ -147,6 +147,9 @@ uint32_t onr_fd_wake_seq(const struct onr_fd *e);
 
 /* How many signal handlers (installed through sigaction/signal) this thread has run. */
 uint64_t onr_signal_count(void);
+/* How many of those were installed without SA_RESTART (a restartable call that saw only
+ * SA_RESTART handlers run restarts, as the kernel restarts it). */
+uint64_t onr_signal_interrupts(void);
 
 /* Logging per EF_LOG: 1 errors and fallbacks, 2 warnings, 3 info, 4 debug. */
 void onr_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -102,10 +102,18 @@ static bool user_trampolined[65];
 /* Handlers run by this thread: a wait that sees it change returns EINTR, even when the
  * handler ran deferred (at onr_unlock) or while the wait was spinning, not in a syscall. */
 static __thread uint64_t sig_runs;
+/* Of those, the handlers installed without SA_RESTART: a call the kernel would restart
+ * after the others must return EINTR after one of these. */
+static __thread uint64_t sig_interrupts;
 
 uint64_t onr_signal_count(void)
 {
 	return sig_runs;
+}
+
+uint64_t onr_signal_interrupts(void)
+{
+	return sig_interrupts;
 }
 
 static void sig_call_user(int sig, siginfo_t *si, void *uc)
@@ -113,6 +121,8 @@ static void sig_call_user(int sig, siginfo_t *si, void *uc)
 	const struct sigaction *a = &user_act[sig];
 
 	sig_runs++;
+	if (!(a->sa_flags & SA_RESTART))
+		sig_interrupts++;
 	if (a->sa_flags & SA_SIGINFO)
 		a->sa_sigaction(sig, si, uc);
 	else if (a->sa_handler != SIG_IGN && a->sa_handler != SIG_DFL)

@@ -67,6 +67,10 @@ long onr_blocking(const struct onr_fd *e, bool nonblock, unsigned events, int64_
 	struct stack *s = &onr_stack_if_ready()->stack;
 	int64_t deadline = timeout_ns > 0 ? onr_now_ns() + timeout_ns : -1;
 	int64_t spin_end = 0;
+	/* a handler that ran while this call spun or held the lock interrupts it as one during
+	 * the sleep would: any handler with a timeout, one without SA_RESTART otherwise */
+	uint64_t (*sigs)(void) = timeout_ns > 0 ? onr_signal_count : onr_signal_interrupts;
+	uint64_t sigs0 = sigs();
 	long rc;
 
 	if (onr_lock() != 0)
@@ -79,6 +83,10 @@ long onr_blocking(const struct onr_fd *e, bool nonblock, unsigned events, int64_
 		rc = op(s, e, arg);
 		if (rc != -EAGAIN || nonblock)
 			break;
+		if (sigs() != sigs0) {
+			rc = -EINTR;
+			break;
+		}
 		if (!spin_end)
 			spin_end = onr_now_ns() + onr_spin_ns();
 		if (onr_now_ns() < spin_end)
@@ -91,6 +99,7 @@ long onr_blocking(const struct onr_fd *e, bool nonblock, unsigned events, int64_
 				rc = -EAGAIN; /* SO_RCVTIMEO/SO_SNDTIMEO ran out: EAGAIN, as Linux */
 				break;
 			}
+
 			w = sock_wait(s, e->id, events, left, onr_lock_ops());
 			if (w < 0 && w != -EINTR)
 				return w; /* the lock is lost */
@@ -431,7 +440,14 @@ EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *len, int flags)
 		{
 			struct pollfd p = {.fd = fd, .events = POLLIN};
 			int ms = e->rcvtimeo_ns ? (int)(e->rcvtimeo_ns / 1000000) : -1;
+			uint64_t intr = onr_signal_interrupts();
 			int n = poll(&p, 1, ms); /* ours: the stack and the kernel listener */
+
+			/* poll is never restarted, accept is: under SA_RESTART (and without
+			 * SO_RCVTIMEO, as Linux) the wait goes on */
+			if (n < 0 && errno == EINTR && !e->rcvtimeo_ns &&
+			    onr_signal_interrupts() == intr)
+				continue;
 			if (n < 0)
 				return -1;
 			if (n == 0)

@@ -259,6 +259,45 @@ static void test_signals(void)
 	CHECK(r == 4 && handled == 1, "blocking recv, handler with SA_RESTART: restarted, got the "
 				      "data after it (got %zd, %d signal(s))", r, (int)handled);
 
+	/* the same for a blocking accept on an INADDR_ANY listener (the stack and, for local
+	 * clients, its kernel socket): EINTR without SA_RESTART, restarted with it */
+	{
+		struct sockaddr_in any = sin_of("0.0.0.0", 7403);
+		int one = 1, la = socket(AF_INET, SOCK_STREAM, 0), a;
+		pid_t pid;
+
+		setsockopt(la, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(la, (struct sockaddr *)&any, sizeof(any)) || listen(la, 8)) {
+			printf("FAIL INADDR_ANY listener: %s\n", strerror(errno));
+			exit(1);
+		}
+		install(on_alarm, 0);
+		handled = 0;
+		arm_timer(100000, 0);
+		a = accept(la, NULL, NULL);
+		CHECK(a < 0 && errno == EINTR && handled == 1 && is_accelerated(la),
+		      "blocking accept on an INADDR_ANY listener, handler without SA_RESTART: "
+		      "EINTR (got %d, %s)", a, a < 0 ? strerror(errno) : "a connection");
+		install(on_alarm, SA_RESTART);
+		handled = 0;
+		arm_timer(100000, 0);
+		pid = fork();
+		if (pid == 0) { /* a kernel client through the tap, 300 ms later */
+			struct sockaddr_in to = sin_of(STACK_IP, 7403);
+			int k = socket(AF_INET, SOCK_STREAM, 0);
+			usleep(300000);
+			_exit(connect(k, (struct sockaddr *)&to, sizeof(to)) ? 1 : 0);
+		}
+		a = accept(la, NULL, NULL);
+		CHECK(a >= 0 && handled == 1 && is_accelerated(a),
+		      "blocking accept on an INADDR_ANY listener, handler with SA_RESTART: "
+		      "restarted, accepted the connection through the stack (got %d, %s)", a,
+		      a < 0 ? strerror(errno) : "fd");
+		if (a >= 0)
+			close(a);
+		close(la);
+	}
+
 	/* a handler making socket calls while this thread is in socket calls all the time */
 	install(on_alarm_calls, SA_RESTART);
 	handler_fd = c;
