@@ -154,6 +154,12 @@ uint64_t onr_signal_interrupts(void);
 /* Logging per EF_LOG: 1 errors and fallbacks, 2 warnings, 3 info, 4 debug. */
 void onr_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Whether fd is one the stack opened for itself (region, link, eventfds, netlink): close
+ * answers EBADF, close_range steps around it, dup2/dup3 onto it fail with EBUSY. */
+bool onr_fd_internal(int fd);
+/* Whether any of those is in [lo, hi]. */
+bool onr_range_internal(unsigned lo, unsigned hi);
+
 /* Drop one fd's reference on its stack socket (lock held); the last one closes it. */
 void onr_sock_unref(uint32_t id);
 /* Held around fd table changes that must not interleave with fork's reference counting. */

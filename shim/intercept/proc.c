@@ -8,6 +8,7 @@
  * a shared anonymous mapping together with the wake fd's state, so that after fork parent
  * and child drive one stack through the same link state (design §8: fork shares the stack).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -343,6 +344,146 @@ static void helper_start(void)
 	pthread_mutex_unlock(&m);
 }
 
+/* ---- the stack's own fds ---------------------------------------------------------------- */
+
+/*
+ * The fds the stack opened for itself (region, link device, io_uring, XSK, BPF maps and
+ * programs, eventfds, netlink). A program that closes every fd it did not open (a daemon
+ * detaching, a child before exec) would otherwise cut the stack off from its link: close
+ * answers EBADF for them, as for an fd that is not open, close_range steps around them, and
+ * dup2/dup3 onto one fails with EBUSY. They are found as the fds the start opened, each
+ * checked to be of a kind the stack opens, so that a file another thread opened meanwhile
+ * is not taken for one.
+ */
+#define ONR_INTERNAL_MAX 64
+
+static int internal_fd[ONR_INTERNAL_MAX];
+static int n_internal; /* set once the start succeeded; 0 again before the stack closes */
+
+bool onr_fd_internal(int fd)
+{
+	int n = __atomic_load_n(&n_internal, __ATOMIC_ACQUIRE);
+
+	for (int i = 0; i < n; i++)
+		if (internal_fd[i] == fd)
+			return true;
+	return false;
+}
+
+bool onr_range_internal(unsigned lo, unsigned hi)
+{
+	int n = __atomic_load_n(&n_internal, __ATOMIC_ACQUIRE);
+
+	for (int i = 0; i < n; i++)
+		if ((unsigned)internal_fd[i] >= lo && (unsigned)internal_fd[i] <= hi)
+			return true;
+	return false;
+}
+
+/* The open fds, in a malloc'd array (the start is not a hot path); NULL when unreadable. */
+static int *fds_open(int *count)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int *v = NULL, n = 0, cap = 0;
+
+	if (!d)
+		return NULL;
+	while ((de = readdir(d))) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		if (*end || end == de->d_name || fd == dirfd(d))
+			continue;
+		if (n == cap) {
+			int *nv = realloc(v, (size_t)(cap = cap ? 2 * cap : 64) * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[n++] = (int)fd;
+	}
+	closedir(d);
+	*count = n;
+	return v ? v : calloc(1, sizeof(int));
+}
+
+/* Whether fd is of a kind the stack opens for itself. */
+static bool fd_of_stack_kind(int fd)
+{
+	static const char *const kinds[] = {"anon_inode:[eventfd]", "anon_inode:[io_uring]",
+					    "anon_inode:bpf", "/dev/net/tun", "/run/onramp/"};
+	char path[64], target[256];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n <= 0)
+		return false;
+	target[n] = '\0';
+	/* the region: named as it was opened, before its rename into place */
+	if (!strncmp(target, "/dev/shm/", 9) && strstr(target, "onramp-"))
+		return true;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (!strncmp(target, kinds[i], strlen(kinds[i])))
+			return true;
+	if (!strncmp(target, "socket:", 7)) {
+		int dom = 0;
+		socklen_t len = sizeof(dom);
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0)
+			return dom == AF_NETLINK || dom == AF_XDP;
+	}
+	return false;
+}
+
+static bool in_list(const int *v, int n, int fd)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i] == fd)
+			return true;
+	return false;
+}
+
+/* Record as the stack's the fds open now that were not in before[] and are of its kinds. */
+static void internal_record(const int *before, int n_before)
+{
+	int n_now = 0, k = 0;
+	int *now = fds_open(&n_now);
+
+	if (!now || !before)
+		goto out;
+	for (int i = 0; i < n_now && k < ONR_INTERNAL_MAX; i++)
+		if (!in_list(before, n_before, now[i]) && fd_of_stack_kind(now[i]))
+			internal_fd[k++] = now[i];
+	__atomic_store_n(&n_internal, k, __ATOMIC_RELEASE);
+	onr_log(4, "the stack holds %d fds of its own", k);
+out:
+	free(now);
+}
+
+/* fds 0-2 closed when the stack starts would become the stack's, and a daemon's dup2 of
+ * /dev/null onto them would then fail: hold them with /dev/null while the stack starts. */
+static unsigned std_fds_hold(void)
+{
+	unsigned held = 0;
+
+	for (int fd = 0; fd < 3; fd++)
+		if (real_fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+			int n = open("/dev/null", O_RDWR);
+			if (n == fd)
+				held |= 1u << fd;
+			else if (n >= 0)
+				real_close(n);
+		}
+	return held;
+}
+
+static void std_fds_release(unsigned held)
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (held & (1u << fd))
+			real_close(fd);
+}
+
 /* ---- start, fallback, exit ------------------------------------------------------------ */
 
 struct start_report {
@@ -381,7 +522,8 @@ static void proc_start(void)
 	struct env_report rep = {start_report_fn, &r, 0, 0};
 	struct onr_config cfg;
 	char err[256], why[320];
-	int rc;
+	int rc, n_before = 0, *before;
+	unsigned std_held;
 
 	rc = env_config_from_environ(&cfg, environ, &rep);
 	log_level = cfg.log;
@@ -400,10 +542,14 @@ static void proc_start(void)
 		fallback(cfg.no_fail, "cannot map the stack's shared state");
 		return;
 	}
+	std_held = std_fds_hold();
+	before = fds_open(&n_before);
 	rc = stack_rt_open(&sh->rt, &cfg, err, sizeof(err));
 	if (rc < 0) {
 		munmap(sh, sizeof(*sh));
 		sh = NULL;
+		free(before);
+		std_fds_release(std_held);
 		fallback(cfg.no_fail, err);
 		return;
 	}
@@ -412,9 +558,14 @@ static void proc_start(void)
 		stack_rt_close(&sh->rt);
 		munmap(sh, sizeof(*sh));
 		sh = NULL;
+		free(before);
+		std_fds_release(std_held);
 		fallback(cfg.no_fail, "cannot make the stack's wake eventfd");
 		return;
 	}
+	internal_record(before, n_before);
+	free(before);
+	std_fds_release(std_held);
 	{
 		struct stat st;
 		if (fstat(sh->rt.region.fd, &st) == 0)
@@ -563,6 +714,8 @@ static void proc_exit(void)
 	}
 	__atomic_store_n(&proc_state, ONR_PROC_DISABLED, __ATOMIC_RELEASE);
 	if (last) {
+		/* the links' libraries close their fds through close(): let them */
+		__atomic_store_n(&n_internal, 0, __ATOMIC_RELEASE);
 		stack_rt_close(&sh->rt);
 		real_close(sh->wake_fd);
 	}

@@ -695,6 +695,8 @@ EXPORT int close(int fd)
 
 	ONR_REAL_READY();
 	if (!e) {
+		if (__builtin_expect(onr_fd_internal(fd), 0))
+			return (int)onr_ret(-EBADF); /* the stack's own: not the program's to close */
 		onr_epoll_closed(fd);
 		return real_close(fd);
 	}
@@ -762,6 +764,10 @@ static int dup23(int fd, int fd2, int flags, bool three)
 	int rc;
 
 	ONR_REAL_READY();
+	if (fd != fd2 && onr_fd_internal(fd2)) {
+		onr_log(2, "dup%d onto fd %d refused: the stack uses it", three ? 3 : 2, fd2);
+		return (int)onr_ret(-EBUSY);
+	}
 	if (!onr_fd_get(fd) && !onr_fd_get(fd2)) {
 		if (fd != fd2)
 			onr_epoll_closed(fd2);
@@ -791,9 +797,34 @@ EXPORT int dup3(int fd, int fd2, int flags)
 	return dup23(fd, fd2, flags, true);
 }
 
+/* close_range over [lo, hi] with the stack's own fds left open: the pieces between them. */
+static int close_range_around(unsigned lo, unsigned hi, int flags)
+{
+	unsigned from = lo;
+
+	while (from <= hi) {
+		unsigned to = from;
+
+		/* the next of the stack's fds at or after `from`, or hi + 1 */
+		while (to <= hi && !onr_fd_internal((int)to) && onr_range_internal(to, hi))
+			to++;
+		if (!onr_range_internal(from, hi))
+			return real_close_range(from, hi, flags);
+		if (to > from && real_close_range(from, to - 1, flags) < 0)
+			return -1;
+		if (to == hi)
+			break;
+		from = to + 1;
+	}
+	return 0;
+}
+
 EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 {
 	ONR_REAL_READY();
+	if (lo > hi || !real_close_range)
+		return real_close_range ? real_close_range(lo, hi, flags)
+					: (int)onr_ret(-ENOSYS);
 	if (!(flags & CLOSE_RANGE_CLOEXEC)) {
 		int top = onr_fd_limit();
 		onr_fds_lock();
@@ -810,7 +841,9 @@ EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 		}
 		onr_fds_unlock();
 	}
-	return real_close_range ? real_close_range(lo, hi, flags) : (int)onr_ret(-ENOSYS);
+	if (!(flags & CLOSE_RANGE_CLOEXEC) && onr_range_internal(lo, hi))
+		return close_range_around(lo, hi, flags);
+	return real_close_range(lo, hi, flags);
 }
 
 static int fcntl_any(bool is64, int fd, int cmd, long arg)

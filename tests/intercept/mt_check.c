@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -19,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -263,7 +265,7 @@ static void test_signals(void)
 	 * clients, its kernel socket): EINTR without SA_RESTART, restarted with it */
 	{
 		struct sockaddr_in any = sin_of("0.0.0.0", 7403);
-		int one = 1, la = socket(AF_INET, SOCK_STREAM, 0), a;
+		int one = 1, la = socket(AF_INET, SOCK_STREAM, 0), a, err;
 		pid_t pid;
 
 		setsockopt(la, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -275,9 +277,10 @@ static void test_signals(void)
 		handled = 0;
 		arm_timer(100000, 0);
 		a = accept(la, NULL, NULL);
-		CHECK(a < 0 && errno == EINTR && handled == 1 && is_accelerated(la),
+		err = errno;
+		CHECK(a < 0 && err == EINTR && handled == 1 && is_accelerated(la),
 		      "blocking accept on an INADDR_ANY listener, handler without SA_RESTART: "
-		      "EINTR (got %d, %s)", a, a < 0 ? strerror(errno) : "a connection");
+		      "EINTR (got %d, %s)", a, a < 0 ? strerror(err) : "a connection");
 		install(on_alarm, SA_RESTART);
 		handled = 0;
 		arm_timer(100000, 0);
@@ -319,12 +322,76 @@ static void test_signals(void)
 	close(l);
 }
 
+/* ---- a program that closes every fd --------------------------------------------------- */
+
+/* A child closes every fd it has (close_range, then close() on each number, as daemons and
+ * shells do before exec): the stack's own fds survive that, so a new connection still goes
+ * through the stack. */
+/* How many of this process's fds are the tap link's device and io_uring. */
+static int link_fds(void)
+{
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		char path[64], t[128];
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, t, sizeof(t) - 1);
+		if (len <= 0)
+			continue;
+		t[len] = '\0';
+		n += !strcmp(t, "/dev/net/tun") || !strcmp(t, "anon_inode:[io_uring]");
+	}
+	return n;
+}
+
+static void test_close_all(void)
+{
+	int l = kernel_listener(7404), status = -1;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct sockaddr_in to = sin_of(KERNEL_IP, 7404);
+		int c, bad = 0, before = link_fds();
+
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+		close_range(3, ~0u, 0);
+		if (before < 2 || link_fds() != before)
+			_exit(4);
+		c = socket(AF_INET, SOCK_STREAM, 0);
+		if (c < 0 || connect(c, (struct sockaddr *)&to, sizeof(to)) || !is_accelerated(c))
+			_exit(2);
+		bad |= send(c, "alive", 5, 0) != 5;
+		close(c);
+		_exit(bad ? 3 : 0);
+	}
+	{
+		struct pollfd p = {.fd = l, .events = POLLIN};
+		int s = poll(&p, 1, 5000) == 1 ? accept(l, NULL, NULL) : -1;
+		char buf[8] = {0};
+		int got = s >= 0 ? read_full(s, buf, 5) : -1;
+
+		waitpid(pid, &status, 0);
+		CHECK(got == 0 && !memcmp(buf, "alive", 5) && WIFEXITED(status) &&
+			      WEXITSTATUS(status) == 0,
+		      "a child that closed every fd (close() each, close_range) still connects "
+		      "through the stack (exit status %d)",
+		      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		if (s >= 0)
+			close(s);
+	}
+	close(l);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_threads();
 	test_shared_socket();
 	test_signals();
+	test_close_all();
 	printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
 	return failures != 0;
 }

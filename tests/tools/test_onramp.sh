@@ -150,9 +150,9 @@ profile__exports_its_variables_in_each_spelling()
 profile__never_overrides_a_variable_the_user_set()
 {
 	local want
-	run_onramp EF_POLL_USEC=7 EF_DELACK_THRESH= EF_LOG=3 -- -p latency sh -c "$show" sh
-	want=$( (profile_ef_lines latency | grep -v -e '^EF_POLL_USEC=' -e '^EF_DELACK_THRESH='
-		printf 'EF_POLL_USEC=7\nEF_DELACK_THRESH=\nEF_LOG=3\n') | sort)
+	run_onramp EF_POLL_USEC=7 EF_PREALLOC_PACKETS= EF_LOG=3 -- -p latency sh -c "$show" sh
+	want=$( (profile_ef_lines latency | grep -v -e '^EF_POLL_USEC=' -e '^EF_PREALLOC_PACKETS='
+		printf 'EF_POLL_USEC=7\nEF_PREALLOC_PACKETS=\nEF_LOG=3\n') | sort)
 	expect_rc 0 && expect_ef_lines "$want"
 }
 
@@ -174,7 +174,7 @@ verbose__prints_each_variable_with_its_source()
 	run_onramp EF_POLL_USEC=7 EF_NAME=web -- -v -p latency sh -c "$show" sh
 	expect_rc 0 &&
 		expect_err_line "onramp: LD_PRELOAD=$fake_lib" &&
-		expect_err_line "onramp: EF_DELACK_THRESH=0 (profile latency)" &&
+		expect_err_line "onramp: EF_MAX_PACKETS=32768 (profile latency)" &&
 		expect_err_line "onramp: EF_POLL_USEC=7 (environment; profile latency has 100000)" &&
 		expect_err_line "onramp: EF_NAME=web (environment)" || return
 	grep -q '^onramp: ' <<< "$out" || return 0
