@@ -157,6 +157,9 @@ void onr_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Whether fd is one the stack opened for itself (region, link, eventfds, netlink): close
  * answers EBADF, close_range steps around it, dup2/dup3 onto it fail with EBUSY. */
 bool onr_fd_internal(int fd);
+/* close() met one of those: true (and it is forgotten) when the stack's own code closes it
+ * (this thread holds the stack lock), false when the program does. */
+bool onr_fd_internal_close(int fd);
 /* Whether any of those is in [lo, hi]. */
 bool onr_range_internal(unsigned lo, unsigned hi);
 

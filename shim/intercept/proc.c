@@ -380,6 +380,19 @@ bool onr_range_internal(unsigned lo, unsigned hi)
 	return false;
 }
 
+bool onr_fd_internal_close(int fd)
+{
+	int n = __atomic_load_n(&n_internal, __ATOMIC_ACQUIRE);
+
+	if (!in_stack)
+		return false;
+	/* the stack's own code, under its lock: the number is free again once closed */
+	for (int i = 0; i < n; i++)
+		if (internal_fd[i] == fd)
+			__atomic_store_n(&internal_fd[i], -1, __ATOMIC_RELEASE);
+	return true;
+}
+
 /* The open fds, in a malloc'd array (the start is not a hot path); NULL when unreadable. */
 static int *fds_open(int *count)
 {

@@ -695,7 +695,7 @@ EXPORT int close(int fd)
 
 	ONR_REAL_READY();
 	if (!e) {
-		if (__builtin_expect(onr_fd_internal(fd), 0))
+		if (__builtin_expect(onr_fd_internal(fd), 0) && !onr_fd_internal_close(fd))
 			return (int)onr_ret(-EBADF); /* the stack's own: not the program's to close */
 		onr_epoll_closed(fd);
 		return real_close(fd);
