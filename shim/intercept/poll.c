@@ -7,6 +7,7 @@
  * its kernel fds plus the stack's wake and link fds, never holding the lock.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,8 +137,12 @@ int onr_wait(struct onr_waiter *w, int64_t deadline_ns, const sigset_t *mask)
 		now = onr_now_ns();
 		if (deadline_ns >= 0 && now >= deadline_ns)
 			return 0;
-		if (now < spin_end)
+		if (now < spin_end) {
+			/* a spinner gives way to any other thread runnable on its CPU: where
+			 * cores are few that is often the peer or the softirq work it waits for */
+			sched_yield();
 			continue;
+		}
 		rc = wait_sleep(w, deadline_ns >= 0 ? deadline_ns - now : -1, mask, &k);
 		if (rc)
 			return rc;

@@ -12,6 +12,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -89,8 +90,16 @@ long onr_blocking(const struct onr_fd *e, bool nonblock, unsigned events, int64_
 		}
 		if (!spin_end)
 			spin_end = onr_now_ns() + onr_spin_ns();
-		if (onr_now_ns() < spin_end)
+		if (onr_now_ns() < spin_end) {
+			/* let the helper and other threads at the stack, and give way to any
+			 * thread runnable on this CPU (where cores are few, often the peer or
+			 * the softirq work this call waits for) */
+			onr_unlock();
+			sched_yield();
+			if (onr_lock() != 0)
+				return -EIO;
 			continue;
+		}
 		{
 			int64_t left = deadline < 0 ? -1 : deadline - onr_now_ns();
 			int w;
