@@ -460,8 +460,8 @@ static struct ep_pending *ep_pending_find(uint32_t ri, int fd)
 
 static void ep_pending_drop(struct ep_pending *p)
 {
-	*p = ep_pend[--ep_npend];
-	__atomic_store_n(&ep_npend, ep_npend, __ATOMIC_RELAXED);
+	*p = ep_pend[ep_npend - 1];
+	__atomic_store_n(&ep_npend, ep_npend - 1, __ATOMIC_RELAXED);
 }
 
 static int ep_pending_add(uint32_t ri, int fd, const struct epoll_event *ev)
@@ -526,6 +526,7 @@ static void ep_pending_resolve(int epfd, uint32_t ri, int fd)
 	pthread_mutex_unlock(&ep_mu);
 }
 
+/* Lock held. */
 static bool ep_pending_any(uint32_t ri)
 {
 	bool any = false;
@@ -1075,8 +1076,9 @@ static int ep_wait_mixed(int epfd, struct epoll_event *ev, int max, int64_t dead
 }
 
 /* Whether a wait on epfd must look at the stack: its set has accelerated members, internal
- * entries to take out, or pending members of this process. Plain loads: a set without
- * accelerated members costs epoll_wait nothing. */
+ * entries to take out, or this process has pending members (rare: any set of it counts).
+ * Plain loads and no lock (a signal handler may wait too): a set without accelerated
+ * members costs epoll_wait nothing. */
 static bool ep_wants_stack(int epfd)
 {
 	uint32_t ri = ep_rec_of(epfd);
@@ -1084,7 +1086,8 @@ static bool ep_wants_stack(int epfd)
 	if (ri == EP_NIL)
 		return false;
 	return __atomic_load_n(&ep_recs[ri].nmem, __ATOMIC_RELAXED) ||
-	       __atomic_load_n(&ep_recs[ri].kreg, __ATOMIC_RELAXED) || ep_pending_any(ri);
+	       __atomic_load_n(&ep_recs[ri].kreg, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&ep_npend, __ATOMIC_RELAXED);
 }
 
 /*
