@@ -169,11 +169,11 @@ void onr_sock_unref(uint32_t id);
 void onr_fds_lock(void);
 void onr_fds_unlock(void);
 
-/* Called by close/dup2/dup3/close_range for an accelerated fd about to go away: drops it
- * from every epoll set of this process (epoll.c). */
+/* Called by close/dup2/dup3/close_range for an accelerated or pending fd about to go away:
+ * this process's pending epoll members of fd go (epoll.c). An accelerated member stays until
+ * its socket is closed in every process (onr_epoll_sock_closed), as Linux keeps a
+ * registration until the file's last fd goes. */
 void onr_epoll_forget(int fd);
-/* Called by close for every fd it closes that is not accelerated: an epoll fd's record goes. */
-void onr_epoll_closed(int epfd);
 
 /* Set errno from a -errno result; returns -1, or the result when it is not negative. */
 static inline long onr_ret(long rc)
@@ -217,9 +217,25 @@ int onr_deadline_ts(const struct timespec *ts, int64_t *deadline_ns);
  * LISTEN): poll, select and epoll watch that kernel socket as well (poll.c). */
 bool onr_fd_kernel_listens(const struct onr_fd *e);
 
-/* Called by close/dup2/dup3/close_range for any fd about to go away (cheap when it is not
- * an epoll fd with accelerated members): forgets that epoll set's record (epoll.c). */
+/* Called by close/dup2/dup3/close_range for any fd about to go away that is not a socket of
+ * ours (cheap when it is no epoll fd): this name of an epoll set goes; the set's record goes
+ * with its last name in any process (epoll.c). */
 void onr_epoll_closed(int epfd);
+/* After a kernel dup of a descriptor that is not a socket of ours: when fd is an epoll fd,
+ * fd2 names its set too. Returns fd2; errno untouched. Never with the fd table lock held. */
+int onr_epoll_dup(int fd, int fd2);
+
+/* The epoll arena, shared by the stack family: made when the stack starts (before any fork
+ * can share it), sized from its socket count. Returns 0 or -errno. */
+int onr_epoll_start(uint32_t n_socks);
+/* Stack lock held. A stack socket is closed in every process (its refs reached 0): it
+ * leaves every epoll set. */
+void onr_epoll_sock_closed(uint32_t sock_id);
+/* Stack and fd table locks held, around fork: every epoll set this process names gains
+ * (delta 1) or loses again (-1, the fork failed) a name for the child. */
+void onr_epoll_fork(int delta);
+/* Stack lock held: the process ends (or its image does): its epoll names go. */
+void onr_epoll_exit(void);
 
 /* ---- end of the poll/epoll block ---------------------------------------------------------- */
 

@@ -576,6 +576,16 @@ static void proc_start(void)
 		fallback(cfg.no_fail, "cannot make the stack's wake eventfd");
 		return;
 	}
+	if (onr_epoll_start(sh->rt.stack.st->n_socks) < 0) {
+		real_close(sh->wake_fd);
+		stack_rt_close(&sh->rt);
+		munmap(sh, sizeof(*sh));
+		sh = NULL;
+		free(before);
+		std_fds_release(std_held);
+		fallback(cfg.no_fail, "cannot map the shared epoll arena");
+		return;
+	}
 	internal_record(before, n_before);
 	free(before);
 	std_fds_release(std_held);
@@ -627,8 +637,10 @@ void onr_sock_unref(uint32_t id)
 {
 	struct stack_sock *so = sock_get(&sh->rt.stack, id);
 
-	if (so && (so->refs == 0 || --so->refs == 0))
+	if (so && (so->refs == 0 || --so->refs == 0)) {
+		onr_epoll_sock_closed(id);
 		sock_close(&sh->rt.stack, id);
+	}
 }
 
 static bool connections_closing(const struct stack *s)
@@ -708,6 +720,7 @@ static void proc_exit(void)
 			onr_fd_clear(fd);
 		}
 	}
+	onr_epoll_exit();
 	last = family_leave();
 	if (last) {
 		int64_t end = onr_now_ns() + EXIT_LINGER_NS;
@@ -757,6 +770,7 @@ static void fork_count(int delta)
 		if (e && e->kind == ONR_FD_STACK && (so = sock_get(&sh->rt.stack, e->id)))
 			so->refs = (uint32_t)((int)so->refs + delta);
 	}
+	onr_epoll_fork(delta); /* epoll sets are shared like the sockets in them */
 }
 
 /* A forked child joins the family, entered by its parent before fork returns there (a

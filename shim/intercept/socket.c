@@ -760,7 +760,7 @@ EXPORT int dup(int fd)
 
 	ONR_REAL_READY();
 	if (!onr_fd_get(fd))
-		return real_dup(fd);
+		return onr_epoll_dup(fd, real_dup(fd));
 	onr_fds_lock();
 	fd2 = real_dup(fd);
 	dup_entry(fd, fd2);
@@ -780,7 +780,7 @@ static int dup23(int fd, int fd2, int flags, bool three)
 	if (!onr_fd_get(fd) && !onr_fd_get(fd2)) {
 		if (fd != fd2)
 			onr_epoll_closed(fd2);
-		return three ? real_dup3(fd, fd2, flags) : real_dup2(fd, fd2);
+		return onr_epoll_dup(fd, three ? real_dup3(fd, fd2, flags) : real_dup2(fd, fd2));
 	}
 	onr_fds_lock();
 	if (fd == fd2 || fcntl(fd, F_GETFD) < 0) {
@@ -793,7 +793,7 @@ static int dup23(int fd, int fd2, int flags, bool three)
 	if (rc >= 0)
 		dup_entry(fd, fd2);
 	onr_fds_unlock();
-	return rc;
+	return onr_fd_get(fd) ? rc : onr_epoll_dup(fd, rc);
 }
 
 EXPORT int dup2(int fd, int fd2)
@@ -861,8 +861,10 @@ static int fcntl_any(bool is64, int fd, int cmd, long arg)
 	int (*f)(int, int, ...) = is64 && real_fcntl64 ? real_fcntl64 : real_fcntl;
 	int rc;
 
-	if (!e)
-		return f(fd, cmd, arg);
+	if (!e) {
+		rc = f(fd, cmd, arg);
+		return cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC ? onr_epoll_dup(fd, rc) : rc;
+	}
 	switch (cmd) {
 	case F_DUPFD:
 	case F_DUPFD_CLOEXEC:

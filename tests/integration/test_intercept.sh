@@ -4,12 +4,15 @@
 # in a blocking receive, a handler making socket calls. poll_check:
 # poll, ppoll, select, pselect and epoll (level, edge, one-shot, errors) over accelerated and
 # kernel fds, EINTR from a handler, a listener reached through the stack and the kernel, a
-# socket accelerated after it joined an epoll set, and errno left alone on kernel fds. The
+# socket accelerated after it joined an epoll set, and errno left alone on kernel fds.
+# epoll_fork_check: one epoll set shared across fork (a child's ADD, close, one-shot report
+# and DEL seen by the parent; pre-forked workers on one set with an exclusive listener). The
 # stack's TAP (198.18.77.0/24) is made in the case's namespace and goes with it.
 source "$(dirname "$0")/lib.sh"
 require_root
 CHECK=$(realpath "$BUILD/tests/intercept/poll_check")
 MT=$(realpath "$BUILD/tests/intercept/mt_check")
+EPFORK=$(realpath "$BUILD/tests/intercept/epoll_fork_check")
 LIB=$(realpath "$BUILD/libonramp.so")
 
 poll_case() # EF_POLL_USEC
@@ -33,7 +36,20 @@ mt_case()
 	pass "$(grep -c '^ok' "$CASE_DIR/mt.out") checks"
 }
 
+# one epoll set shared across fork: tests/intercept/epoll_fork_check
+epoll_fork_case() # EF_POLL_USEC
+{
+	STACK_NS=onrit$CASE_ID-a
+	netns_add "$STACK_NS"
+	ip netns exec "$STACK_NS" env EF_LINK=tap EF_POLL_USEC="$1" EF_TAP_ADDR=198.18.77.2/24 \
+		EF_NAME="it$CASE_ID-ef" LD_PRELOAD="$LIB" timeout 90 "$EPFORK" > "$CASE_DIR/ef.out" 2>&1 ||
+		fail "$(grep -m3 '^FAIL' "$CASE_DIR/ef.out" | tr '\n' ' ') $(tail -n 1 "$CASE_DIR/ef.out")"
+	pass "$(grep -c '^ok' "$CASE_DIR/ef.out") checks"
+}
+
 run_case "threads-and-signals" mt_case
 run_case "poll-select-epoll" poll_case 0
 run_case "poll-select-epoll EF_POLL_USEC=50" poll_case 50
+run_case "epoll-shared-across-fork" epoll_fork_case 0
+run_case "epoll-shared-across-fork EF_POLL_USEC=50" epoll_fork_case 50
 finish
