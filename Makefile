@@ -42,7 +42,7 @@ PKT_SRCS   := shim/pkt/pool.c
 STACK_SRCS := shim/stack/region.c shim/stack/stack.c shim/stack/eth.c shim/stack/arp.c \
 	      shim/stack/ip.c shim/stack/icmp.c shim/stack/udp.c shim/stack/sock.c \
 	      shim/stack/tcp_in.c shim/stack/tcp_out.c shim/stack/tcp_sock.c shim/stack/tcp_timer.c \
-	      shim/stack/tcp_cc.c shim/stack/tcp_rack.c shim/stack/runtime.c
+	      shim/stack/tcp_cc.c shim/stack/tcp_rack.c shim/stack/tcp_info.c shim/stack/runtime.c
 LINK_SRCS  := shim/link/loop.c shim/link/tap.c shim/link/xdp.c shim/link/shmem.c
 CPLANE_SRCS := shim/cplane/cplane.c
 SDUMP_LIB_SRCS := tools/stackdump/read.c tools/stackdump/dump.c tools/stackdump/json.c
@@ -84,6 +84,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/stack/test_sock_wait \
 	      $(B)/tests/unit/stack/test_tcp_features \
 	      $(B)/tests/unit/stack/test_tcp_pressure \
+	      $(B)/tests/unit/stack/test_sock_info \
 	      $(B)/tests/unit/tools/test_stackdump \
 	      $(B)/tests/unit/cplane/test_cplane \
 	      $(B)/tests/unit/link/test_tap \
@@ -186,6 +187,8 @@ $(B)/tests/unit/stack/test_tcp: $(call obj,tests/unit/stack/test_tcp.c) $(STACKP
 $(B)/tests/unit/stack/test_tcp_features: $(call obj,tests/unit/stack/test_tcp_features.c) \
 	$(STACKPAIR) $(FRAMES) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_tcp_pressure: $(call obj,tests/unit/stack/test_tcp_pressure.c) \
+	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/stack/test_sock_info: $(call obj,tests/unit/stack/test_sock_info.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_sock_wait: $(call obj,tests/unit/stack/test_sock_wait.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
