@@ -72,6 +72,7 @@ XFER	   := $(B)/tests/integration/xfer
 LIBONRAMP  := $(B)/libonramp.so
 POLL_CHECK := $(B)/tests/intercept/poll_check
 MT_CHECK   := $(B)/tests/intercept/mt_check
+INFO_CHECK := $(B)/tests/intercept/info_check
 LAUNCHER   := $(B)/tools/onramp/onramp
 
 UNIT_TESTS := $(B)/tests/unit/env/test_params \
@@ -91,7 +92,8 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/link/test_xdp
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_SDUMP) $(STACKDUMP) \
-	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP) $(POLL_CHECK) $(MT_CHECK)
+	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP) $(POLL_CHECK) $(MT_CHECK) \
+	$(INFO_CHECK)
 
 .PHONY: all check unit integration docs docs-check demo bench install deps clean format fuzz fuzz-check
 .PHONY: uninstall launcher-check
