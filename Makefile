@@ -42,7 +42,7 @@ PKT_SRCS   := shim/pkt/pool.c
 STACK_SRCS := shim/stack/region.c shim/stack/stack.c shim/stack/eth.c shim/stack/arp.c \
 	      shim/stack/ip.c shim/stack/icmp.c shim/stack/udp.c shim/stack/sock.c \
 	      shim/stack/tcp_in.c shim/stack/tcp_out.c shim/stack/tcp_sock.c shim/stack/tcp_timer.c \
-	      shim/stack/tcp_cc.c shim/stack/tcp_rack.c shim/stack/runtime.c
+	      shim/stack/tcp_cc.c shim/stack/tcp_rack.c shim/stack/tcp_info.c shim/stack/runtime.c
 LINK_SRCS  := shim/link/loop.c shim/link/tap.c shim/link/xdp.c shim/link/shmem.c
 CPLANE_SRCS := shim/cplane/cplane.c
 SDUMP_LIB_SRCS := tools/stackdump/read.c tools/stackdump/dump.c tools/stackdump/json.c
@@ -73,6 +73,7 @@ LIBONRAMP  := $(B)/libonramp.so
 POLL_CHECK := $(B)/tests/intercept/poll_check
 MT_CHECK   := $(B)/tests/intercept/mt_check
 EPFORK_CHECK := $(B)/tests/intercept/epoll_fork_check
+INFO_CHECK := $(B)/tests/intercept/info_check
 LAUNCHER   := $(B)/tools/onramp/onramp
 
 UNIT_TESTS := $(B)/tests/unit/env/test_params \
@@ -85,6 +86,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/stack/test_sock_wait \
 	      $(B)/tests/unit/stack/test_tcp_features \
 	      $(B)/tests/unit/stack/test_tcp_pressure \
+	      $(B)/tests/unit/stack/test_sock_info \
 	      $(B)/tests/unit/tools/test_stackdump \
 	      $(B)/tests/unit/cplane/test_cplane \
 	      $(B)/tests/unit/link/test_tap \
@@ -92,7 +94,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_SDUMP) $(STACKDUMP) \
 	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP) $(POLL_CHECK) $(MT_CHECK) \
-	$(EPFORK_CHECK)
+	$(EPFORK_CHECK) $(INFO_CHECK)
 
 .PHONY: all check unit integration docs docs-check demo bench install deps clean format fuzz fuzz-check
 .PHONY: uninstall launcher-check
@@ -188,6 +190,8 @@ $(B)/tests/unit/stack/test_tcp: $(call obj,tests/unit/stack/test_tcp.c) $(STACKP
 $(B)/tests/unit/stack/test_tcp_features: $(call obj,tests/unit/stack/test_tcp_features.c) \
 	$(STACKPAIR) $(FRAMES) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_tcp_pressure: $(call obj,tests/unit/stack/test_tcp_pressure.c) \
+	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/stack/test_sock_info: $(call obj,tests/unit/stack/test_sock_info.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_sock_wait: $(call obj,tests/unit/stack/test_sock_wait.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)

@@ -7,6 +7,7 @@
  * MSG_NOSIGNAL.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,21 +48,30 @@ struct recv_arg {
 	size_t len;
 	int flags;
 	struct sock_addr from;
+	struct sock_rx_info *info; /* recvmsg: what the data read carried; else NULL */
 };
 
 static long op_recv(struct stack *s, const struct onr_fd *e, void *arg)
 {
 	struct recv_arg *ra = arg;
+	struct sock_rx_info got;
+	long rc;
 
-	return sock_recv(s, e->id, ra->buf, ra->len, ra->flags & (MSG_PEEK | MSG_TRUNC), &ra->from);
+	rc = sock_recvmsg(s, e->id, ra->buf, ra->len, ra->flags & (MSG_PEEK | MSG_TRUNC), &ra->from,
+			  ra->info ? &got : NULL);
+	/* kept from the last receive that read something: a TCP recvmsg over several
+	 * iovecs ends with one that finds nothing */
+	if (ra->info && got.arrival_ns)
+		*ra->info = got;
+	return rc;
 }
 
 /* One receive into a flat buffer; TCP MSG_WAITALL loops until len, EOF, error or signal. */
-static ssize_t recv_flat(struct onr_fd *e, void *buf, size_t len, int flags,
-			 struct sock_addr *from)
+static ssize_t recv_flat(struct onr_fd *e, void *buf, size_t len, int flags, struct sock_addr *from,
+			 struct sock_rx_info *info)
 {
 	bool nonblock = (e->flags & ONR_FDF_NONBLOCK) || (flags & MSG_DONTWAIT);
-	struct recv_arg ra = {buf, len, flags, {0, 0}};
+	struct recv_arg ra = {buf, len, flags, {0, 0}, info};
 	size_t got = 0;
 	long rc;
 
@@ -95,9 +105,10 @@ static size_t iov_total(const struct iovec *iov, int n)
 	return t;
 }
 
-/* Receive into iovecs. *truncated is set for a datagram longer than the buffers. */
+/* Receive into iovecs. *truncated is set for a datagram longer than the buffers; info
+ * (when not NULL) gets what the data read carried. */
 static ssize_t recv_iov(struct onr_fd *e, const struct iovec *iov, int n, int flags,
-			struct sock_addr *from, bool *truncated)
+			struct sock_addr *from, bool *truncated, struct sock_rx_info *info)
 {
 	size_t total;
 	ssize_t rc;
@@ -106,7 +117,7 @@ static ssize_t recv_iov(struct onr_fd *e, const struct iovec *iov, int n, int fl
 		return -EINVAL;
 	total = iov_total(iov, n);
 	if (n == 1 || (n == 0 && e->type == SOCK_T_UDP)) {
-		rc = recv_flat(e, n ? iov[0].iov_base : NULL, total, flags | MSG_TRUNC, from);
+		rc = recv_flat(e, n ? iov[0].iov_base : NULL, total, flags | MSG_TRUNC, from, info);
 		if (rc >= 0 && e->type == SOCK_T_UDP) {
 			*truncated = (size_t)rc > total;
 			if (!(flags & MSG_TRUNC) && (size_t)rc > total)
@@ -118,7 +129,7 @@ static ssize_t recv_iov(struct onr_fd *e, const struct iovec *iov, int n, int fl
 		char dgram[DGRAM_MAX];
 		size_t off = 0, len;
 
-		rc = recv_flat(e, dgram, sizeof(dgram), flags | MSG_TRUNC, from);
+		rc = recv_flat(e, dgram, sizeof(dgram), flags | MSG_TRUNC, from, info);
 		if (rc < 0)
 			return rc;
 		len = (size_t)rc < total ? (size_t)rc : total;
@@ -137,7 +148,8 @@ static ssize_t recv_iov(struct onr_fd *e, const struct iovec *iov, int n, int fl
 			if (!iov[i].iov_len)
 				continue;
 			rc = recv_flat(e, iov[i].iov_base, iov[i].iov_len,
-				       got ? (flags | MSG_DONTWAIT) & ~MSG_WAITALL : flags, from);
+				       got ? (flags | MSG_DONTWAIT) & ~MSG_WAITALL : flags, from,
+				       info);
 			if (rc < 0)
 				return got ? (ssize_t)got : rc;
 			got += (size_t)rc;
@@ -158,7 +170,7 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr 
 	ONR_REAL_READY();
 	if (!e)
 		return real_recvfrom(fd, buf, n, flags, a, len);
-	rc = recv_flat(e, buf, n, flags, &from);
+	rc = recv_flat(e, buf, n, flags, &from, NULL);
 	if (rc >= 0 && e->type == SOCK_T_UDP && !(flags & MSG_TRUNC) && (size_t)rc > n)
 		rc = (ssize_t)n;
 	if (rc >= 0 && a && len)
@@ -209,13 +221,100 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 	ONR_REAL_READY();
 	if (!e)
 		return real_readv(fd, iov, n);
-	return onr_ret(recv_iov(e, iov, n, 0, NULL, &trunc));
+	return onr_ret(recv_iov(e, iov, n, 0, NULL, &trunc, NULL));
+}
+
+/*
+ * One control message into m's control buffer, `used` bytes of it taken already, as Linux's
+ * put_cmsg: one that does not fit is cut to the room left (nothing when not even its header
+ * fits) and MSG_CTRUNC is set.
+ */
+static void cmsg_put(struct msghdr *m, size_t *used, int level, int type, const void *data,
+		     size_t len)
+{
+	size_t room = m->msg_control ? m->msg_controllen - *used : 0, cmlen = CMSG_LEN(len);
+	char *at = (char *)m->msg_control + *used;
+	struct cmsghdr h;
+
+	if (room < sizeof(h)) {
+		m->msg_flags |= MSG_CTRUNC;
+		return;
+	}
+	if (room < cmlen) {
+		m->msg_flags |= MSG_CTRUNC;
+		cmlen = room;
+	}
+	h.cmsg_len = cmlen;
+	h.cmsg_level = level;
+	h.cmsg_type = type;
+	/* the caller's buffer need not be aligned for a cmsghdr */
+	memcpy(at, &h, sizeof(h));
+	memcpy(at + sizeof(h), data, cmlen - sizeof(h));
+	*used += CMSG_SPACE(len) < room ? CMSG_SPACE(len) : room;
+}
+
+/* SO_TIMESTAMP(NS), _OLD or _NEW: the arrival (stack clock, CLOCK_MONOTONIC) as the wall
+ * clock time Linux stamps packets with. */
+static void cmsg_put_tstamp(struct msghdr *m, size_t *used, const struct sock_rx_info *info)
+{
+	struct timespec mono, real;
+	int64_t ns, t[2];
+	bool new_names = info->opts & SOCK_RXO_TS_NEW;
+
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	ns = (int64_t)real.tv_sec * 1000000000 + real.tv_nsec -
+	     ((int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec - (int64_t)info->arrival_ns);
+	t[0] = ns / 1000000000;
+	t[1] = ns % 1000000000;
+	if (info->opts & SOCK_RXO_TS_NS) {
+		struct timespec ts = {.tv_sec = t[0], .tv_nsec = t[1]};
+		if (new_names)
+			cmsg_put(m, used, SOL_SOCKET, SO_TIMESTAMPNS_NEW, t, sizeof(t));
+		else
+			cmsg_put(m, used, SOL_SOCKET, SO_TIMESTAMPNS_OLD, &ts, sizeof(ts));
+	} else {
+		struct timeval tv = {.tv_sec = t[0], .tv_usec = t[1] / 1000};
+		t[1] /= 1000;
+		if (new_names)
+			cmsg_put(m, used, SOL_SOCKET, SO_TIMESTAMP_NEW, t, sizeof(t));
+		else
+			cmsg_put(m, used, SOL_SOCKET, SO_TIMESTAMP_OLD, &tv, sizeof(tv));
+	}
+}
+
+/* The ancillary data Linux's udp_recvmsg or tcp_recvmsg gives, in its order: the time
+ * stamp, then (UDP) IP_PKTINFO, IP_TTL, IP_TOS. Sets msg_controllen to what was written. */
+static void recvmsg_cmsgs(const struct onr_fd *e, struct msghdr *m, const struct sock_rx_info *info)
+{
+	size_t used = 0;
+
+	if (info->arrival_ns && (info->opts & SOCK_RXO_TSTAMP))
+		cmsg_put_tstamp(m, &used, info);
+	if (info->arrival_ns && e->type == SOCK_T_UDP) {
+		if (info->opts & SOCK_RXO_PKTINFO) {
+			struct in_pktinfo pi = {
+			    .ipi_ifindex = onr_stack_if_ready()->ifindex,
+			    .ipi_spec_dst.s_addr = info->dst_be32, /* unicast: the address hit */
+			    .ipi_addr.s_addr = info->dst_be32,
+			};
+			cmsg_put(m, &used, IPPROTO_IP, IP_PKTINFO, &pi, sizeof(pi));
+		}
+		if (info->opts & SOCK_RXO_TTL) {
+			int ttl = info->ttl;
+			cmsg_put(m, &used, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl));
+		}
+		if (info->opts & SOCK_RXO_TOS)
+			cmsg_put(m, &used, IPPROTO_IP, IP_TOS, &info->tos, 1);
+	}
+	m->msg_controllen = used;
 }
 
 EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 {
 	struct onr_fd *e = stack_fd(fd);
 	struct sock_addr from = {0, 0};
+	struct sock_rx_info info = {0};
 	bool trunc = false;
 	ssize_t rc;
 
@@ -224,11 +323,11 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 		return real_recvmsg(fd, m, flags);
 	if (!m)
 		return onr_ret(-EFAULT);
-	rc = recv_iov(e, m->msg_iov, (int)m->msg_iovlen, flags, &from, &trunc);
+	rc = recv_iov(e, m->msg_iov, (int)m->msg_iovlen, flags, &from, &trunc, &info);
 	if (rc < 0)
 		return onr_ret(rc);
 	m->msg_flags = trunc ? MSG_TRUNC : 0;
-	m->msg_controllen = 0; /* no ancillary data from the stack */
+	recvmsg_cmsgs(e, m, &info);
 	if (m->msg_name) {
 		socklen_t l = m->msg_namelen;
 		if (e->type == SOCK_T_UDP) {

@@ -661,6 +661,17 @@ EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 		}
 		return (int)onr_ret(rc);
 	}
+	if (level == IPPROTO_TCP && name == TCP_INFO && e->type == SOCK_T_TCP) {
+		/* the stack's connection, not the idle kernel socket at the fd; Linux copies
+		 * min(optlen, its struct's size) and says how much */
+		rc = (int)*len < 0 ? -EINVAL : sock_tcp_info(s, e->id, val, *len);
+		onr_unlock();
+		if (rc >= 0) {
+			*len = (socklen_t)rc;
+			rc = 0;
+		}
+		return (int)onr_ret(rc);
+	}
 	if (level == IPPROTO_TCP && name == TCP_CONGESTION) {
 		char cc[16];
 		rc = sock_get_congestion(s, e->id, cc, sizeof(cc));

@@ -385,19 +385,27 @@ uint32_t ip_route(const struct stack *s, uint32_t dst_be32)
 	return s->gw_be32;
 }
 
+/* The header fields every fragment of a packet shares. */
+struct ip_hdr_fields {
+	uint32_t src_be32, dst_be32;
+	uint8_t proto;
+	uint8_t tos; /* the sending socket's IP_TOS */
+	uint8_t ttl; /* its IP_TTL; 0: the default */
+};
+
 static void ip_header(struct stack *s, struct ipv4_hdr *ip, uint32_t len, uint16_t id,
-		      uint16_t frag, uint8_t proto, uint32_t src_be32, uint32_t dst_be32)
+		      uint16_t frag, const struct ip_hdr_fields *f)
 {
 	ip->ver_ihl = 0x45;
-	ip->tos = 0;
+	ip->tos = f->tos;
 	ip->len_be16 = htons((uint16_t)len);
 	ip->id_be16 = htons(id);
 	ip->frag_be16 = htons(frag);
-	ip->ttl = 64;
-	ip->proto = proto;
+	ip->ttl = f->ttl ? f->ttl : IP_DEFAULT_TTL;
+	ip->proto = f->proto;
 	ip->csum_be16 = 0;
-	ip->src_be32 = src_be32 ? src_be32 : s->addr_be32;
-	ip->dst_be32 = dst_be32;
+	ip->src_be32 = f->src_be32 ? f->src_be32 : s->addr_be32;
+	ip->dst_be32 = f->dst_be32;
 	ip->csum_be16 = htons(csum_fold(csum_add(0, ip, IPV4_HDR_MIN_LEN)));
 }
 
@@ -408,8 +416,8 @@ static void ip_header(struct stack *s, struct ipv4_hdr *ip, uint32_t len, uint16
  * does not matter; a fragment the pool cannot give is -ENOBUFS, and the fragments already
  * sent are wasted, as with a fragment lost on the wire.
  */
-static int ip_fragment(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32,
-		       uint8_t proto, uint16_t mtu, uint32_t nexthop)
+static int ip_fragment(struct stack *s, uint32_t head, const struct ip_hdr_fields *f, uint16_t mtu,
+		       uint32_t nexthop)
 {
 	uint32_t total = pkt_meta(s->pool, head)->frame_len;
 	uint32_t per = (uint32_t)(mtu - IPV4_HDR_MIN_LEN) & ~7u;
@@ -429,8 +437,7 @@ static int ip_fragment(struct stack *s, uint32_t head, uint32_t src_be32, uint32
 			pkt_chain_copy_out(s->pool, head, off + done, pkt_data(s->pool, b),
 					   pkt_meta(s->pool, b)->len);
 		ip_header(s, (struct ipv4_hdr *)pkt_push(s->pool, frag, IPV4_HDR_MIN_LEN),
-			  n + IPV4_HDR_MIN_LEN, id, (uint16_t)(off / 8) | (last ? 0 : IPV4_MF), proto,
-			  src_be32, dst_be32);
+			  n + IPV4_HDR_MIN_LEN, id, (uint16_t)(off / 8) | (last ? 0 : IPV4_MF), f);
 		STACK_STAT_INC(s, ip_tx);
 		STACK_STAT_INC(s, ip_tx_fragments);
 		arp_output(s, frag, nexthop);
@@ -440,8 +447,9 @@ static int ip_fragment(struct stack *s, uint32_t head, uint32_t src_be32, uint32
 }
 
 int ip_output_mtu(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32,
-		  uint8_t proto, bool df, uint16_t mtu)
+		  uint8_t proto, bool df, uint16_t mtu, uint8_t tos, uint8_t ttl)
 {
+	const struct ip_hdr_fields f = {src_be32, dst_be32, proto, tos, ttl};
 	uint32_t len = pkt_meta(s->pool, head)->frame_len + IPV4_HDR_MIN_LEN;
 	uint32_t nexthop = ip_route(s, dst_be32);
 
@@ -454,13 +462,13 @@ int ip_output_mtu(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t ds
 		mtu = s->mtu;
 	if (len > mtu) {
 		if (!df)
-			return ip_fragment(s, head, src_be32, dst_be32, proto, mtu, nexthop);
+			return ip_fragment(s, head, &f, mtu, nexthop);
 		STACK_STAT_INC(s, ip_tx_too_big);
 		pkt_pool_put(s->pool, head);
 		return -EMSGSIZE;
 	}
 	ip_header(s, (struct ipv4_hdr *)pkt_push(s->pool, head, IPV4_HDR_MIN_LEN), len,
-		  s->st->ip_id++, df ? IPV4_DF : 0, proto, src_be32, dst_be32);
+		  s->st->ip_id++, df ? IPV4_DF : 0, &f);
 	STACK_STAT_INC(s, ip_tx);
 	arp_output(s, head, nexthop);
 	return 0;
@@ -469,5 +477,5 @@ int ip_output_mtu(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t ds
 int ip_output(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32, uint8_t proto,
 	      bool df)
 {
-	return ip_output_mtu(s, head, src_be32, dst_be32, proto, df, s->mtu);
+	return ip_output_mtu(s, head, src_be32, dst_be32, proto, df, s->mtu, 0, 0);
 }

@@ -13,6 +13,7 @@
 #define ETH_TYPE_IPV4	 0x0800
 #define ETH_TYPE_ARP	 0x0806
 #define IPV4_HDR_MIN_LEN 20
+#define IP_DEFAULT_TTL	 64 /* Linux's net.ipv4.ip_default_ttl */
 #define UDP_HDR_LEN	 8
 #define TCP_HDR_MIN_LEN	 20
 #define ICMP_HDR_LEN	 8

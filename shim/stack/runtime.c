@@ -5,7 +5,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 
 #include "cplane.h"
 #include "runtime.h"
+#include "tcp.h"
 #include "tap.h"
 #include "xdp.h"
 
@@ -248,21 +248,6 @@ void stack_rt_wait(struct stack_rt *rt, uint64_t max_ns)
 	poll(&pfd, 1, ms);
 }
 
-/* The stack's TCP states in the numbering the row carries: Linux's (netinet/tcp.h). */
-static const uint8_t linux_tcp_state[TCPS_MAX] = {
-    [TCPS_CLOSED] = TCP_CLOSE,
-    [TCPS_LISTEN] = TCP_LISTEN,
-    [TCPS_SYN_SENT] = TCP_SYN_SENT,
-    [TCPS_SYN_RECEIVED] = TCP_SYN_RECV,
-    [TCPS_ESTABLISHED] = TCP_ESTABLISHED,
-    [TCPS_FIN_WAIT_1] = TCP_FIN_WAIT1,
-    [TCPS_FIN_WAIT_2] = TCP_FIN_WAIT2,
-    [TCPS_CLOSE_WAIT] = TCP_CLOSE_WAIT,
-    [TCPS_CLOSING] = TCP_CLOSING,
-    [TCPS_LAST_ACK] = TCP_LAST_ACK,
-    [TCPS_TIME_WAIT] = TCP_TIME_WAIT,
-};
-
 /* One row as stackdump shows it; the sequence count is odd while it is rewritten. */
 static void row_write(struct onr_sock_row *row, const struct stack_sock *so, int32_t pid)
 {
@@ -270,8 +255,7 @@ static void row_write(struct onr_sock_row *row, const struct stack_sock *so, int
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	row->in_use = so->type != SOCK_T_FREE;
 	row->proto = so->type == SOCK_T_TCP ? IPPROTO_TCP_ : IPPROTO_UDP_;
-	row->state =
-	    so->type == SOCK_T_TCP && so->state < TCPS_MAX ? linux_tcp_state[so->state] : 0;
+	row->state = so->type == SOCK_T_TCP ? tcp_state_linux(so->state) : 0;
 	row->flags = so->flags;
 	row->laddr_be32 = so->laddr_be32;
 	row->raddr_be32 = so->raddr_be32;

@@ -326,8 +326,22 @@ ssize_t sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int
 	return udp_output(s, id, buf, len, to);
 }
 
-ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
-		  struct sock_addr *from)
+/* What recvmsg reports of a queued datagram: its IP header lies in front of its UDP header,
+ * `flags` words long, and `ts` is its arrival (udp.c). */
+static void udp_rx_info(struct stack *s, uint32_t head, struct sock_rx_info *info)
+{
+	const struct onr_pkt_meta *m = pkt_meta(s->pool, head);
+	const struct ipv4_hdr *ip =
+	    (const struct ipv4_hdr *)(pkt_data(s->pool, head) - UDP_HDR_LEN - m->flags * 4u);
+
+	info->tos = ip->tos;
+	info->ttl = ip->ttl;
+	info->dst_be32 = ip->dst_be32;
+	info->arrival_ns = sock_arrival_ns(s, m->ts);
+}
+
+ssize_t sock_recvmsg(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
+		     struct sock_addr *from, struct sock_rx_info *info)
 {
 	struct stack_sock *so = sock_get(s, id);
 	uint32_t head;
@@ -336,12 +350,14 @@ ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags
 
 	if (!so)
 		return -EBADF;
+	if (info)
+		*info = (struct sock_rx_info){.opts = so->rx_opts};
 	if (so->type == SOCK_T_TCP) {
 		if (from && so->state != TCPS_LISTEN) {
 			from->addr_be32 = so->raddr_be32;
 			from->port_be16 = so->rport_be16;
 		}
-		return tcp_sock_recv(s, id, buf, len, flags);
+		return tcp_sock_recv(s, id, buf, len, flags, info ? &info->arrival_ns : NULL);
 	}
 	if (so->so_error) {
 		int err = so->so_error;
@@ -360,6 +376,8 @@ ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags
 		from->addr_be32 = m->user;
 		from->port_be16 = uh->sport_be16;
 	}
+	if (info)
+		udp_rx_info(s, head, info);
 	if (flags & SOCK_MSG_TRUNC)
 		n = m->frame_len;
 	if (!(flags & SOCK_MSG_PEEK)) {
@@ -371,6 +389,12 @@ ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags
 		pkt_pool_put(s->pool, head);
 	}
 	return (ssize_t)n;
+}
+
+ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
+		  struct sock_addr *from)
+{
+	return sock_recvmsg(s, id, buf, len, flags, from, NULL);
 }
 
 int sock_shutdown(struct stack *s, uint32_t id, int how)
@@ -447,12 +471,126 @@ static uint32_t sockbuf_value(int value, uint32_t floor)
 	return v < floor ? floor : (uint32_t)v;
 }
 
+/*
+ * SO_TIMESTAMP and SO_TIMESTAMPNS, _OLD and _NEW, are one setting as on Linux
+ * (sock_set_timestamp): turning any on picks its format, turning any off stops them all.
+ */
+static void sock_set_tstamp(struct stack_sock *so, int name, int value)
+{
+	so->rx_opts &= (uint8_t) ~(SOCK_RXO_TSTAMP | SOCK_RXO_TS_NS | SOCK_RXO_TS_NEW);
+	if (!value)
+		return;
+	so->rx_opts |= SOCK_RXO_TSTAMP;
+	if (name == SO_TIMESTAMPNS_OLD || name == SO_TIMESTAMPNS_NEW)
+		so->rx_opts |= SOCK_RXO_TS_NS;
+	if (name == SO_TIMESTAMP_NEW || name == SO_TIMESTAMPNS_NEW)
+		so->rx_opts |= SOCK_RXO_TS_NEW;
+}
+
+static void rx_opt_set(struct stack_sock *so, uint8_t opt, int value)
+{
+	so->rx_opts = (uint8_t)(value ? so->rx_opts | opt : so->rx_opts & ~opt);
+}
+
+/* The options of every socket type: IP header fields and what a receive reports. Returns
+ * 1 when `name` is one of them (*rc set), 0 otherwise. */
+static int sock_setopt_common(struct stack_sock *so, int level, int name, int value, int *rc)
+{
+	*rc = 0;
+	if (level == SOL_SOCKET) {
+		switch (name) {
+		case SO_TIMESTAMP_OLD:
+		case SO_TIMESTAMPNS_OLD:
+		case SO_TIMESTAMP_NEW:
+		case SO_TIMESTAMPNS_NEW:
+			sock_set_tstamp(so, name, value);
+			return 1;
+		default:
+			return 0;
+		}
+	}
+	if (level != IPPROTO_IP)
+		return 0;
+	switch (name) {
+	case IP_TOS:
+		/* Linux keeps the ECN bits of a TCP socket's TOS to itself (INET_ECN_MASK) */
+		so->tos = (uint8_t)(so->type == SOCK_T_TCP ? (value & ~3) : value);
+		return 1;
+	case IP_TTL:
+		if (value < -1 || value == 0 || value > 255)
+			*rc = -EINVAL;
+		else
+			so->ttl = (uint8_t)(value < 0 ? 0 : value);
+		return 1;
+	case IP_PKTINFO:
+		rx_opt_set(so, SOCK_RXO_PKTINFO, value);
+		return 1;
+	case IP_RECVTOS:
+		rx_opt_set(so, SOCK_RXO_TOS, value);
+		return 1;
+	case IP_RECVTTL:
+		rx_opt_set(so, SOCK_RXO_TTL, value);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int sock_getopt_common(const struct stack_sock *so, int level, int name, int *value)
+{
+	uint8_t ts = so->rx_opts & (SOCK_RXO_TSTAMP | SOCK_RXO_TS_NS | SOCK_RXO_TS_NEW);
+
+	if (level == SOL_SOCKET) {
+		switch (name) {
+		case SO_TIMESTAMP_OLD:
+			*value = ts == SOCK_RXO_TSTAMP;
+			return 1;
+		case SO_TIMESTAMPNS_OLD:
+			*value = ts == (SOCK_RXO_TSTAMP | SOCK_RXO_TS_NS);
+			return 1;
+		case SO_TIMESTAMP_NEW:
+			*value = ts == (SOCK_RXO_TSTAMP | SOCK_RXO_TS_NEW);
+			return 1;
+		case SO_TIMESTAMPNS_NEW:
+			*value = ts == (SOCK_RXO_TSTAMP | SOCK_RXO_TS_NS | SOCK_RXO_TS_NEW);
+			return 1;
+		default:
+			return 0;
+		}
+	}
+	if (level != IPPROTO_IP)
+		return 0;
+	switch (name) {
+	case IP_TOS:
+		*value = so->tos;
+		return 1;
+	case IP_TTL:
+		*value = so->ttl ? so->ttl : IP_DEFAULT_TTL;
+		return 1;
+	case IP_PKTINFO:
+		*value = !!(so->rx_opts & SOCK_RXO_PKTINFO);
+		return 1;
+	case IP_RECVTOS:
+		*value = !!(so->rx_opts & SOCK_RXO_TOS);
+		return 1;
+	case IP_RECVTTL:
+		*value = !!(so->rx_opts & SOCK_RXO_TTL);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 int sock_setopt(struct stack *s, uint32_t id, int level, int name, int value)
 {
 	struct stack_sock *so = sock_get(s, id);
 
+	int rc;
+
 	if (!so)
 		return -EBADF;
+	if (sock_setopt_common(so, level, name, value, &rc))
+		return rc;
 	if (so->type == SOCK_T_UDP && level == IPPROTO_IP && name == IP_MTU_DISCOVER) {
 		if (value < IP_PMTUDISC_DONT || value > IP_PMTUDISC_OMIT)
 			return -EINVAL;
@@ -486,6 +624,8 @@ int sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value)
 
 	if (!so)
 		return -EBADF;
+	if (sock_getopt_common(so, level, name, value))
+		return 0;
 	if (so->type == SOCK_T_TCP && (level != SOL_SOCKET || name == SO_KEEPALIVE ||
 				       name == SO_REUSEADDR || name == SO_ACCEPTCONN))
 		return tcp_sock_getopt(s, id, level, name, value);
@@ -682,6 +822,14 @@ int sock_get_congestion(struct stack *s, uint32_t id, char *buf, size_t len)
 		return -EINVAL;
 	snprintf(buf, len, "%s", so->tcp.cc == ONR_TCP_CC_CUBIC ? "cubic" : "reno");
 	return 0;
+}
+
+int sock_tcp_info(struct stack *s, uint32_t id, void *buf, size_t len)
+{
+	int err;
+	struct stack_sock *so = sock_get_tcp(s, id, &err);
+
+	return so ? tcp_sock_info(s, id, buf, len) : err;
 }
 
 int sock_set_linger(struct stack *s, uint32_t id, int onoff, int seconds)

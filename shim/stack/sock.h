@@ -51,6 +51,23 @@ ssize_t sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int
  * `from` gets the sender. Returns bytes, 0 after shutdown(SHUT_RD), or -EAGAIN. */
 ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
 		  struct sock_addr *from);
+
+/* What a receive reports besides the data (recvmsg's ancillary data). */
+struct sock_rx_info {
+	uint8_t opts;	     /* SOCK_RXO_* in force on the socket */
+	uint8_t tos, ttl;    /* UDP: of the datagram's IP header */
+	uint32_t dst_be32;   /* UDP: the datagram's destination address */
+	uint64_t arrival_ns; /* stack clock when the datagram (TCP: the last segment read from)
+			      * arrived; 0: nothing was read */
+};
+
+/* sock_recv, and into *info what the datagram or segments read carried. */
+ssize_t sock_recvmsg(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
+		     struct sock_addr *from, struct sock_rx_info *info);
+
+/* TCP_INFO: Linux's struct tcp_info (<linux/tcp.h>) of a TCP socket, its first len bytes
+ * into buf. Returns the bytes written (at most the struct's size), -EOPNOTSUPP for UDP. */
+int sock_tcp_info(struct stack *s, uint32_t id, void *buf, size_t len);
 /* SHUT_RD 0, SHUT_WR 1, SHUT_RDWR 2. -ENOTCONN for an unconnected UDP socket, as Linux. */
 int sock_shutdown(struct stack *s, uint32_t id, int how);
 
@@ -75,7 +92,9 @@ int sock_getname(struct stack *s, uint32_t id, struct sock_addr *a);
 int sock_getpeer(struct stack *s, uint32_t id, struct sock_addr *a);
 
 /* SOL_SOCKET options: SO_RCVBUF, SO_SNDBUF (Linux doubles the value and floors it),
- * SO_ERROR (read and clear). -ENOPROTOOPT for others. */
+ * SO_ERROR (read and clear), SO_TIMESTAMP and SO_TIMESTAMPNS (_OLD and _NEW); IPPROTO_IP:
+ * IP_TOS, IP_TTL (-1: the default), IP_PKTINFO, IP_RECVTOS, IP_RECVTTL, and for UDP
+ * IP_MTU_DISCOVER; TCP's own (tcp_sock_setopt). -ENOPROTOOPT for others. */
 int sock_setopt(struct stack *s, uint32_t id, int level, int name, int value);
 int sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value);
 
@@ -96,6 +115,17 @@ void sock_path_mtu(struct stack *s, uint32_t addr_be32, uint16_t mtu);
 struct stack_sock *sock_get(struct stack *s, uint32_t id);
 
 /* Internals shared by the protocol files. */
+
+/* A received packet's arrival from its 32-bit µs stamp (meta.ts, taken from s->now_ns when
+ * it arrived): the latest time before now with those low bits, so exact (to the µs) while
+ * it waited less than 71 minutes. The clock, not s->now_ns: another process may have polled
+ * the stack (and stamped the packet) since this one last did. */
+static inline uint64_t sock_arrival_ns(const struct stack *s, uint32_t ts_us)
+{
+	uint64_t now_us = stack_clock_now(s->clock) / 1000;
+
+	return (now_us - (uint32_t)((uint32_t)now_us - ts_us)) * 1000;
+}
 int sock_alloc(struct stack *s, int type);
 void sock_free(struct stack *s, uint32_t id);
 void sock_port_add(struct stack *s, uint32_t id);

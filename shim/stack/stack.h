@@ -96,10 +96,14 @@ struct stack_sock {
 	uint64_t rx_bytes, tx_bytes;
 	uint64_t rx_drops; /* datagrams dropped: queue full */
 	uint16_t path_mtu; /* learnt from ICMP frag-needed for the connected peer; 0: link MTU */
-	uint16_t reserved;
+	uint8_t tos;	   /* IP_TOS of what it sends */
+	uint8_t ttl;	   /* IP_TTL of what it sends; 0: the default, 64 */
 	uint32_t wake_seq; /* futex word: bumped whenever the socket's readiness may change */
 	uint32_t waiters;  /* threads asleep in sock_wait (a wake makes a syscall only then) */
 	uint32_t refs;	   /* file descriptors naming it, in every process (intercept layer) */
+	uint8_t rx_opts;   /* SOCK_RXO_*: what a receive reports besides the data */
+	uint8_t reserved[3];
+	uint32_t reserved2;
 	struct tcp_cb tcp; /* SOCK_T_TCP only */
 };
 
@@ -108,6 +112,14 @@ struct stack_sock {
 #define SOCK_F_NONBLOCK	 0x04
 #define SOCK_F_PMTU_DO	 0x08 /* UDP IP_MTU_DISCOVER DO, PROBE, INTERFACE: never fragment */
 #define SOCK_F_PMTU_DONT 0x10 /* UDP IP_MTU_DISCOVER DONT: never set DF */
+
+/* Ancillary data a receive reports (stack_sock.rx_opts), as the socket options ask. */
+#define SOCK_RXO_PKTINFO 0x01 /* IP_PKTINFO (UDP) */
+#define SOCK_RXO_TOS	 0x02 /* IP_RECVTOS (UDP) */
+#define SOCK_RXO_TTL	 0x04 /* IP_RECVTTL (UDP) */
+#define SOCK_RXO_TSTAMP	 0x08 /* SO_TIMESTAMP or SO_TIMESTAMPNS: the arrival time */
+#define SOCK_RXO_TS_NS	 0x10 /* ... as a timespec (SO_TIMESTAMPNS), not a timeval */
+#define SOCK_RXO_TS_NEW	 0x20 /* ... under the _NEW option names (64-bit time everywhere) */
 
 struct stack_state {
 	struct arp_entry arp[ARP_TABLE_SIZE];
@@ -226,9 +238,10 @@ void ip_input(struct stack *s, uint32_t head);
  */
 int ip_output(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32, uint8_t proto,
 	      bool df);
-/* The same against a path MTU below the link's (0: the link's). */
+/* The same against a path MTU below the link's (0: the link's), with the socket's IP_TOS and
+ * IP_TTL (ttl 0: the default, 64). */
 int ip_output_mtu(struct stack *s, uint32_t head, uint32_t src_be32, uint32_t dst_be32,
-		  uint8_t proto, bool df, uint16_t mtu);
+		  uint8_t proto, bool df, uint16_t mtu, uint8_t tos, uint8_t ttl);
 void ip_timers(struct stack *s, uint64_t now);
 void ip_flush(struct stack *s);
 /* The route's next hop for dst (dst itself when on-link), or 0: no route. */

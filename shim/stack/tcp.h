@@ -127,12 +127,19 @@ int tcp_sock_listen(struct stack *s, uint32_t id, int backlog);
 int tcp_sock_accept(struct stack *s, uint32_t id, struct sock_addr *peer);
 int tcp_sock_connect(struct stack *s, uint32_t id, const struct sock_addr *a);
 ssize_t tcp_sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int flags);
-ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags);
+/* *arrival_ns (when not NULL): when the last segment read from arrived (stack clock). */
+ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
+		      uint64_t *arrival_ns);
 int tcp_sock_shutdown(struct stack *s, uint32_t id, int how);
 int tcp_sock_close(struct stack *s, uint32_t id);
 unsigned tcp_sock_events(struct stack *s, uint32_t id);
 int tcp_sock_setopt(struct stack *s, uint32_t id, int level, int name, int value);
 int tcp_sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value);
+/* Linux's TCP state number (netinet/tcp.h) of one of ours. */
+uint8_t tcp_state_linux(unsigned state);
+
+/* tcp_info.c: TCP_INFO (see sock_tcp_info) */
+int tcp_sock_info(struct stack *s, uint32_t id, void *buf, size_t len);
 
 /* tcp_sock.c: release a connection's buffers and move it to CLOSED with `err` pending
  * (0: no error); frees the socket slot if the application has closed it. */

@@ -152,6 +152,21 @@ struct tcp_cb {
 	uint64_t oow_ack_ns; /* last ACK sent for an out-of-window segment */
 	uint32_t demux_next; /* next socket in the same 4-tuple bucket */
 	uint32_t port_next;  /* next TCP socket with the same local port bucket */
+	/* What TCP_INFO reports besides the state above: counted as segments come and go,
+	 * read only by tcp_sock_info. Bytes received are stack_sock.rx_bytes. */
+	uint64_t bytes_acked;	    /* sequence space acknowledged, the SYN included (as Linux) */
+	uint64_t bytes_sent;	    /* payload sent, retransmissions included */
+	uint64_t bytes_retrans;	    /* payload sent again */
+	uint64_t last_data_tx_ns;   /* when data was last sent, 0: never */
+	uint64_t last_data_rx_ns;   /* when data last arrived, 0: never */
+	uint32_t segs_in, segs_out; /* every segment, pure ACKs included */
+	uint32_t data_segs_in, data_segs_out; /* segments with payload */
+	uint32_t total_retrans;		      /* segments of data sent again */
+	uint32_t delivered;		      /* send-queue frames acknowledged or SACKed */
+	uint32_t dsack_dups;		      /* D-SACKs received (RFC 2883) */
+	uint32_t reord_seen;		      /* deliveries RACK saw out of order */
+	uint32_t rcv_ooopack;		      /* segments queued out of order */
+	uint32_t reserved;
 };
 
 #endif

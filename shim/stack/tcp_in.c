@@ -212,6 +212,8 @@ static void rxq_append(struct stack *s, uint32_t id, uint32_t head)
 
 	so->rxq_bytes += len;
 	so->rx_bytes += len;
+	/* its arrival, for SO_TIMESTAMP: the poll turn that received it (no clock read) */
+	m->ts = (uint32_t)(s->now_ns / 1000);
 	if (so->rxq_tail != ONR_PKT_NIL && len <= TCP_SMALL_SEGMENT) {
 		struct onr_pkt_meta *t = pkt_meta(s->pool, so->rxq_tail);
 		if (t->chain_next == ONR_PKT_NIL &&
@@ -220,6 +222,7 @@ static void rxq_append(struct stack *s, uint32_t id, uint32_t head)
 					   pkt_data(s->pool, so->rxq_tail) + t->len, len);
 			t->len = (uint16_t)(t->len + len);
 			t->frame_len += len;
+			t->ts = m->ts;
 			pkt_pool_put(s->pool, head);
 			STACK_STAT_INC(s, tcp_compacted);
 			return;
@@ -338,6 +341,7 @@ static void ooo_insert(struct stack *s, uint32_t id, uint32_t head, uint32_t seq
 		t->ooo_tail = head;
 	*link = head;
 	t->ooo_bufs += n;
+	t->rcv_ooopack++;
 	sack_runs_note(t, seq, seq + pkt_meta(s->pool, head)->frame_len);
 	STACK_STAT_INC(s, tcp_ooo_queued);
 }
@@ -488,8 +492,10 @@ static bool tcp_sack_mark(struct stack *s, struct stack_sock *so, const struct t
 	bool dsack;
 	unsigned n = sack_blocks_valid(t, seg, blk, &dsack);
 
-	if (dsack)
+	if (dsack) {
 		STACK_STAT_INC(s, tcp_dsack_rx);
+		t->dsack_dups++;
+	}
 	/* ascending blocks: one walk of the queue serves them all */
 	for (unsigned b = 0; b < n; b++) {
 		uint32_t l = blk[b][0], r = blk[b][1];
@@ -560,6 +566,7 @@ static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack, const struct
 
 	rtt_us = sndq_release(s, so, fin_acked ? ack - 1 : ack);
 	t->snd_una = ack;
+	t->bytes_acked += acked;
 	if (tcp_seq_lt(t->snd_nxt, ack))
 		t->snd_nxt = ack;
 	if (rtt_us) {
@@ -680,6 +687,7 @@ static void tcp_established(struct stack *s, uint32_t id, const struct tcp_seg *
 	struct tcp_cb *t = &so->tcp;
 
 	so->state = TCPS_ESTABLISHED;
+	t->bytes_acked = 1; /* our SYN: Linux counts it too */
 	t->rack_fack = t->snd_una;
 	t->last_rx_ns = stack_clock_now(s->clock); /* keepalive idle counts from here */
 	t->snd_wnd = seg->wnd << t->snd_wscale;
@@ -1054,6 +1062,7 @@ static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
 	}
 	if (seg->len) {
 		uint32_t head = seg->head;
+		t->last_data_rx_ns = s->now_ns;
 		if (tcp_seq_lt(seg->seq, t->rcv_nxt)) {
 			tcp_dsack_note(t, seg->seq, t->rcv_nxt);
 			seg_trim_front(s, head, t->rcv_nxt - seg->seq);
@@ -1247,6 +1256,9 @@ void tcp_input(struct stack *s, uint32_t head, const struct ipv4_hdr *ip)
 			       seg.len + !!(seg.flags & TCP_SYN) + !!(seg.flags & TCP_FIN));
 		goto drop;
 	}
+	s->socks[id].tcp.segs_in++;
+	if (seg.len)
+		s->socks[id].tcp.data_segs_in++;
 	switch (s->socks[id].state) {
 	case TCPS_LISTEN:
 		tcp_rx_listen(s, id, &seg);

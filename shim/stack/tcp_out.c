@@ -133,10 +133,10 @@ static void chain_write(struct chain_writer *w, const uint8_t *src, uint32_t n)
 
 /* Copy [seq, seq + len) of the send queue into the writer; `again`: sent before. */
 static void sndq_copy(struct stack *s, struct stack_sock *so, uint32_t seq, uint32_t len,
-		      bool again, struct chain_writer *w)
+		      bool again, uint32_t now_us, struct chain_writer *w)
 {
 	struct tcp_cb *t = &so->tcp;
-	uint32_t id = t->snd_cursor, now_us = (uint32_t)(stack_clock_now(s->clock) / 1000);
+	uint32_t id = t->snd_cursor;
 
 	if (id == ONR_PKT_NIL || tcp_seq_gt(pkt_meta(s->pool, id)->user, seq))
 		id = t->sndq_head;
@@ -304,8 +304,20 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 	pkt_meta(s->pool, head)->off = STACK_HEADROOM;
 	pkt_meta(s->pool, head)->frame_len = 0;
 	w.head = w.cur = head;
-	if (len)
-		sndq_copy(s, so, seq, len, tcp_seq_lt(seq, t->snd_max), &w);
+	if (len) {
+		uint64_t now = stack_clock_now(s->clock);
+		bool again = tcp_seq_lt(seq, t->snd_max);
+
+		sndq_copy(s, so, seq, len, again, (uint32_t)(now / 1000), &w);
+		t->last_data_tx_ns = now;
+		t->data_segs_out++;
+		t->bytes_sent += len;
+		if (again) {
+			STACK_STAT_INC(s, tcp_retransmits); /* every segment of data sent again */
+			t->total_retrans++;
+			t->bytes_retrans += len;
+		}
+	}
 
 	optlen = tcp_options(s, so, flags, len, opts);
 	hlen = TCP_HDR_MIN_LEN + optlen;
@@ -336,9 +348,9 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 	    s, head, 0, hlen + len,
 	    csum_pseudo(so->laddr_be32, so->raddr_be32, IPPROTO_TCP_, (uint16_t)(hlen + len)))));
 	STACK_STAT_INC(s, tcp_tx_segs);
-	if (len && tcp_seq_lt(seq, t->snd_max))
-		STACK_STAT_INC(s, tcp_retransmits); /* every segment of data sent again */
-	ip_output(s, head, so->laddr_be32, so->raddr_be32, IPPROTO_TCP_, true);
+	t->segs_out++;
+	ip_output_mtu(s, head, so->laddr_be32, so->raddr_be32, IPPROTO_TCP_, true, 0, so->tos,
+		      so->ttl);
 	return 0;
 }
 

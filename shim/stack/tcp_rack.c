@@ -27,13 +27,16 @@ void tcp_rack_delivered(struct tcp_cb *t, const struct onr_pkt_meta *m, uint32_t
 	/* a part of a frame: m->ts may be when another part left, so it says nothing sure */
 	if (end != m->user + m->len)
 		return;
+	t->delivered++;
 	if (!rtt)
 		rtt = 1;
 	/* §6.2 step 3, in ascending order of sequence (the callers walk the queue that way) */
 	if (tcp_seq_gt(end, t->rack_fack))
 		t->rack_fack = end;
-	else if (tcp_seq_lt(end, t->rack_fack) && !(m->flags & TCP_PKT_EVER_RETRANS))
+	else if (tcp_seq_lt(end, t->rack_fack) && !(m->flags & TCP_PKT_EVER_RETRANS)) {
 		t->rack_reord = 1;
+		t->reord_seen++;
+	}
 	if (m->flags & TCP_PKT_EVER_RETRANS) {
 		/* step 2: the original or a retransmission was delivered; sooner than the
 		 * shortest round trip can only be the original, which says nothing new */

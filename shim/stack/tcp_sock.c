@@ -352,7 +352,8 @@ static uint32_t rxq_ready(const struct stack_sock *so)
 	return so->rxq_bytes - so->tcp.rxq_off;
 }
 
-ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags)
+ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
+		      uint64_t *arrival_ns)
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
@@ -386,6 +387,8 @@ ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int f
 		uint32_t next = m->queue_next;
 
 		pkt_chain_copy_out(s->pool, h, off, p + done, n);
+		if (arrival_ns)
+			*arrival_ns = sock_arrival_ns(s, m->ts); /* Linux: the last one read */
 		done += n;
 		off += (uint32_t)n;
 		if (off < m->frame_len)
@@ -604,6 +607,26 @@ int tcp_sock_setopt(struct stack *s, uint32_t id, int level, int name, int value
 	default:
 		return -ENOPROTOOPT;
 	}
+}
+
+/* The stack's TCP states in Linux's numbering (netinet/tcp.h): TCP_INFO and stackdump. */
+uint8_t tcp_state_linux(unsigned state)
+{
+	static const uint8_t linux_state[TCPS_MAX] = {
+	    [TCPS_CLOSED] = TCP_CLOSE,
+	    [TCPS_LISTEN] = TCP_LISTEN,
+	    [TCPS_SYN_SENT] = TCP_SYN_SENT,
+	    [TCPS_SYN_RECEIVED] = TCP_SYN_RECV,
+	    [TCPS_ESTABLISHED] = TCP_ESTABLISHED,
+	    [TCPS_FIN_WAIT_1] = TCP_FIN_WAIT1,
+	    [TCPS_FIN_WAIT_2] = TCP_FIN_WAIT2,
+	    [TCPS_CLOSE_WAIT] = TCP_CLOSE_WAIT,
+	    [TCPS_CLOSING] = TCP_CLOSING,
+	    [TCPS_LAST_ACK] = TCP_LAST_ACK,
+	    [TCPS_TIME_WAIT] = TCP_TIME_WAIT,
+	};
+
+	return state < TCPS_MAX ? linux_state[state] : 0;
 }
 
 int tcp_sock_getopt(struct stack *s, uint32_t id, int level, int name, int *value)

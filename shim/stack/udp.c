@@ -86,6 +86,8 @@ void udp_input(struct stack *s, uint32_t head, const struct ipv4_hdr *ip)
 	/* Cut the frame to the UDP length (the IP length may carry more), keep the header
 	 * in front of the data for the sender's port. */
 	m->user = ip->src_be32;
+	m->flags = (uint8_t)(ip->ver_ihl & 0xf);
+	m->ts = (uint32_t)(s->now_ns / 1000);
 	pkt_pull(s->pool, head, UDP_HDR_LEN);
 	m->frame_len = len - UDP_HDR_LEN;
 	sock_rxq_enqueue(s, id, head, nbufs);
@@ -150,7 +152,7 @@ ssize_t udp_output(struct stack *s, uint32_t id, const void *buf, size_t len,
 		uh->csum_be16 = htons(c ? c : 0xffff); /* 0 means "no checksum" (RFC 768) */
 		/* as Linux: DF on what fits the path, unless IP_PMTUDISC_DONT */
 		err = ip_output_mtu(s, head, src, to->addr_be32, IPPROTO_UDP_,
-				    fits && !(so->flags & SOCK_F_PMTU_DONT), mtu);
+				    fits && !(so->flags & SOCK_F_PMTU_DONT), mtu, so->tos, so->ttl);
 	}
 	if (err < 0)
 		return err;

@@ -1,55 +1,36 @@
 #!/usr/bin/env bash
-# tests/integration/test_intercept.sh BUILD — tests/intercept/{mt,poll}_check under libonramp.so.
+# tests/integration/test_intercept.sh BUILD — the programs of tests/intercept under
+# libonramp.so, each on a TAP the stack makes (198.18.77.0/24) in the case's namespace:
 # mt_check: many threads on one stack, one socket shared by two threads, EINTR and SA_RESTART
-# in a blocking receive, a handler making socket calls. poll_check:
-# poll, ppoll, select, pselect and epoll (level, edge, one-shot, errors) over accelerated and
-# kernel fds, EINTR from a handler, a listener reached through the stack and the kernel, a
-# socket accelerated after it joined an epoll set, and errno left alone on kernel fds.
+# in a blocking receive and accept, a handler making socket calls, a child closing every fd.
+# poll_check: poll, ppoll, select, pselect and epoll (level, edge, one-shot, errors) over
+# accelerated and kernel fds, EINTR from a handler, a listener reached through the stack and
+# the kernel, a socket accelerated after it joined an epoll set, errno left alone on kernel fds.
 # epoll_fork_check: one epoll set shared across fork (a child's ADD, close, one-shot report
-# and DEL seen by the parent; pre-forked workers on one set with an exclusive listener). The
-# stack's TAP (198.18.77.0/24) is made in the case's namespace and goes with it.
+# and DEL seen by the parent; pre-forked workers on one set with an exclusive listener).
+# info_check: TCP_INFO, recvmsg's ancillary data and IP_TOS/IP_TTL from the stack.
 source "$(dirname "$0")/lib.sh"
 require_root
-CHECK=$(realpath "$BUILD/tests/intercept/poll_check")
-MT=$(realpath "$BUILD/tests/intercept/mt_check")
-EPFORK=$(realpath "$BUILD/tests/intercept/epoll_fork_check")
 LIB=$(realpath "$BUILD/libonramp.so")
 
-poll_case() # EF_POLL_USEC
+# prog_case PROGRAM EF_POLL_USEC: runs $BUILD/tests/intercept/PROGRAM, which prints one
+# "ok"/"FAIL" line per check and exits non-zero after any FAIL.
+prog_case()
 {
+	local prog=$1 out=$CASE_DIR/$1.out
 	STACK_NS=onrit$CASE_ID-a
 	netns_add "$STACK_NS"
-	ip netns exec "$STACK_NS" env EF_LINK=tap EF_POLL_USEC="$1" EF_TAP_ADDR=198.18.77.2/24 \
-		EF_NAME="it$CASE_ID-pc" LD_PRELOAD="$LIB" timeout 60 "$CHECK" > "$CASE_DIR/pc.out" 2>&1 ||
-		fail "$(grep -m3 '^FAIL' "$CASE_DIR/pc.out" | tr '\n' ' ') $(tail -n 1 "$CASE_DIR/pc.out")"
-	pass "$(grep -c '^ok' "$CASE_DIR/pc.out") checks"
+	ip netns exec "$STACK_NS" env EF_LINK=tap EF_POLL_USEC="$2" EF_TAP_ADDR=198.18.77.2/24 \
+		EF_NAME="it$CASE_ID-${prog%_check}" LD_PRELOAD="$LIB" timeout 120 \
+		"$(realpath "$BUILD/tests/intercept/$prog")" > "$out" 2>&1 ||
+		fail "$(grep -m3 '^FAIL' "$out" | tr '\n' ' ') $(tail -n 1 "$out")"
+	pass "$(grep -c '^ok' "$out") checks"
 }
 
-# threads and signals: tests/intercept/mt_check
-mt_case()
-{
-	STACK_NS=onrit$CASE_ID-a
-	netns_add "$STACK_NS"
-	ip netns exec "$STACK_NS" env EF_LINK=tap EF_TAP_ADDR=198.18.77.2/24 \
-		EF_NAME="it$CASE_ID-mt" LD_PRELOAD="$LIB" timeout 120 "$MT" > "$CASE_DIR/mt.out" 2>&1 ||
-		fail "$(grep -m3 '^FAIL' "$CASE_DIR/mt.out" | tr '\n' ' ') $(tail -n 1 "$CASE_DIR/mt.out")"
-	pass "$(grep -c '^ok' "$CASE_DIR/mt.out") checks"
-}
-
-# one epoll set shared across fork: tests/intercept/epoll_fork_check
-epoll_fork_case() # EF_POLL_USEC
-{
-	STACK_NS=onrit$CASE_ID-a
-	netns_add "$STACK_NS"
-	ip netns exec "$STACK_NS" env EF_LINK=tap EF_POLL_USEC="$1" EF_TAP_ADDR=198.18.77.2/24 \
-		EF_NAME="it$CASE_ID-ef" LD_PRELOAD="$LIB" timeout 90 "$EPFORK" > "$CASE_DIR/ef.out" 2>&1 ||
-		fail "$(grep -m3 '^FAIL' "$CASE_DIR/ef.out" | tr '\n' ' ') $(tail -n 1 "$CASE_DIR/ef.out")"
-	pass "$(grep -c '^ok' "$CASE_DIR/ef.out") checks"
-}
-
-run_case "threads-and-signals" mt_case
-run_case "poll-select-epoll" poll_case 0
-run_case "poll-select-epoll EF_POLL_USEC=50" poll_case 50
-run_case "epoll-shared-across-fork" epoll_fork_case 0
-run_case "epoll-shared-across-fork EF_POLL_USEC=50" epoll_fork_case 50
+run_case "socket-info" prog_case info_check 0
+run_case "threads-and-signals" prog_case mt_check 0
+run_case "poll-select-epoll" prog_case poll_check 0
+run_case "poll-select-epoll EF_POLL_USEC=50" prog_case poll_check 50
+run_case "epoll-shared-across-fork" prog_case epoll_fork_check 0
+run_case "epoll-shared-across-fork EF_POLL_USEC=50" prog_case epoll_fork_check 50
 finish
