@@ -563,7 +563,9 @@ static void test_env__latency_profile__loads_and_resolves(void **state)
 
 	load_profile(f, "latency.env");
 	assert_int_equal(f->cfg.poll_usec, 100000);
-	assert_int_equal(f->cfg.delack_thresh, 0);
+	assert_int_equal(f->cfg.max_packets, 32768);
+	assert_int_equal(f->cfg.prealloc_packets, 32768);
+	assert_int_equal(f->cfg.delack_thresh, 1); /* the default: replies carry the ACK */
 }
 
 static void test_env__throughput_profile__loads_and_resolves(void **state)
