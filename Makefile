@@ -74,6 +74,7 @@ POLL_CHECK := $(B)/tests/intercept/poll_check
 MT_CHECK   := $(B)/tests/intercept/mt_check
 EPFORK_CHECK := $(B)/tests/intercept/epoll_fork_check
 INFO_CHECK := $(B)/tests/intercept/info_check
+EXEC_CHECK := $(B)/tests/intercept/exec_check
 LAUNCHER   := $(B)/tools/onramp/onramp
 
 UNIT_TESTS := $(B)/tests/unit/env/test_params \
@@ -94,7 +95,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_SDUMP) $(STACKDUMP) \
 	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP) $(POLL_CHECK) $(MT_CHECK) \
-	$(EPFORK_CHECK) $(INFO_CHECK)
+	$(EPFORK_CHECK) $(INFO_CHECK) $(EXEC_CHECK)
 
 .PHONY: all check unit integration docs docs-check demo bench install deps clean format fuzz fuzz-check
 .PHONY: uninstall launcher-check

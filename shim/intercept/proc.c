@@ -18,10 +18,12 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "intercept.h"
+#include "shmem.h"
 #include "tcp.h"
 
 extern char **environ;
@@ -38,10 +40,18 @@ struct onr_shared {
 	/* The processes of the family (the creator and its forked descendants), for the last
 	 * one out to know it is last. 0: a free slot. */
 	pid_t pids[ONR_MAX_PROCS];
+	/* pids[i] is between exec and its new image taking the stack over (it maps nothing
+	 * meanwhile, but is not gone) */
+	uint8_t execing[ONR_MAX_PROCS];
 	uint64_t region_ino; /* the region file, as /proc/<pid>/maps names it */
+	uint64_t image_id;   /* the image whose parts of rt are in place (stack_rt_image) */
 };
 
 static struct onr_shared *sh;
+/* This image's parts of the runtime, put in place by lock_raw when another image (a process
+ * of the family that exec'd) held the lock last; forked children share the image. */
+static struct stack_rt_image image;
+static uint64_t image_id;
 static enum onr_proc_state proc_state;
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_level = 1;
@@ -159,11 +169,22 @@ static void sig_run_deferred(void)
 
 static void helper_start(void);
 
+static void proc_notify(void *arg);
+
 static int lock_raw(void *arg)
 {
+	int rc;
+
 	(void)arg;
 	in_stack++;
-	return stack_region_lock(&sh->rt.region);
+	rc = stack_region_lock(&sh->rt.region);
+	if (rc == 0 && __builtin_expect(sh->image_id != image_id, 0)) {
+		stack_rt_image_apply(&sh->rt, &image);
+		sh->rt.stack.notify = proc_notify;
+		sh->rt.stack.notify_arg = sh;
+		sh->image_id = image_id;
+	}
+	return rc;
 }
 
 static void unlock_raw(void *arg)
@@ -327,6 +348,18 @@ static void *helper_main(void *arg)
 	return NULL;
 }
 
+/* Stop this process's helper thread and wait for it (exit, exec); a later onr_lock starts
+ * a new one. */
+static void helper_stop_join(void)
+{
+	if (helper_running) {
+		__atomic_store_n(&helper_stop, true, __ATOMIC_RELEASE);
+		pthread_join(helper_tid, NULL);
+		helper_running = false;
+	}
+	__atomic_store_n(&helper_stop, false, __ATOMIC_RELEASE);
+}
+
 static void helper_start(void)
 {
 	static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
@@ -424,7 +457,8 @@ static int *fds_open(int *count)
 static bool fd_of_stack_kind(int fd)
 {
 	static const char *const kinds[] = {"anon_inode:[eventfd]", "anon_inode:[io_uring]",
-					    "anon_inode:bpf", "/dev/net/tun", "/run/onramp/"};
+					    "anon_inode:bpf", "/dev/net/tun", "/run/onramp/",
+					    "/memfd:onramp-"};
 	char path[64], target[256];
 	ssize_t n;
 
@@ -456,20 +490,27 @@ static bool in_list(const int *v, int n, int fd)
 	return false;
 }
 
+static void internal_add(int fd)
+{
+	int n = n_internal;
+
+	if (n < ONR_INTERNAL_MAX && !onr_fd_internal(fd)) {
+		internal_fd[n] = fd;
+		__atomic_store_n(&n_internal, n + 1, __ATOMIC_RELEASE);
+	}
+}
+
 /* Record as the stack's the fds open now that were not in before[] and are of its kinds. */
 static void internal_record(const int *before, int n_before)
 {
-	int n_now = 0, k = 0;
+	int n_now = 0;
 	int *now = fds_open(&n_now);
 
-	if (!now || !before)
-		goto out;
-	for (int i = 0; i < n_now && k < ONR_INTERNAL_MAX; i++)
-		if (!in_list(before, n_before, now[i]) && fd_of_stack_kind(now[i]))
-			internal_fd[k++] = now[i];
-	__atomic_store_n(&n_internal, k, __ATOMIC_RELEASE);
-	onr_log(4, "the stack holds %d fds of its own", k);
-out:
+	if (now && before)
+		for (int i = 0; i < n_now; i++)
+			if (!in_list(before, n_before, now[i]) && fd_of_stack_kind(now[i]))
+				internal_add(now[i]);
+	onr_log(4, "the stack holds %d fds of its own", n_internal);
 	free(now);
 }
 
@@ -495,6 +536,76 @@ static void std_fds_release(unsigned held)
 	for (int fd = 0; fd < 3; fd++)
 		if (held & (1u << fd))
 			real_close(fd);
+}
+
+/* An id for this image's parts (stack_rt_image): random, so no two images share one. */
+static uint64_t image_id_new(void)
+{
+	uint64_t id = 0;
+
+	while (!id && getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+		;
+	return id ? id : (uint64_t)onr_now_ns();
+}
+
+/* ---- the arena ------------------------------------------------------------------------- */
+
+/*
+ * The state the family shares (struct onr_shared, with the runtime, and the links' state
+ * through shmem.h) lives in one memfd mapping rather than anonymous memory: a process that
+ * execs hands the fd to its new image, which maps it again at the same address, so every
+ * pointer inside stays true (design §8: exec keeps the stack).
+ */
+#define ARENA_MAGIC 0x616e657261726e6full /* "onrarena" */
+#define ARENA_FIXED (1u << 20)		  /* besides the links' per-buffer bookkeeping */
+
+struct onr_arena {
+	uint64_t magic;
+	void *base; /* where every process of the family maps it */
+	size_t size;
+	struct onr_shared *sh;
+	struct link_arena alloc;
+};
+
+static struct onr_arena *arena;
+static int arena_fd = -1;
+
+/* A start that failed gives the arena back (sh with it). */
+static void arena_destroy(void)
+{
+	link_arena_use(NULL);
+	if (arena)
+		munmap(arena, arena->size);
+	if (arena_fd >= 0)
+		real_close(arena_fd);
+	arena = NULL;
+	arena_fd = -1;
+	sh = NULL;
+}
+
+/* The arena for a stack of cfg (the links take 9 bytes per buffer at most), with sh in it. */
+static struct onr_shared *arena_create(const struct onr_config *cfg)
+{
+	size_t size = ARENA_FIXED + sizeof(struct onr_shared) + 16 * (size_t)cfg->max_packets;
+	struct onr_arena *a;
+	int fd = memfd_create("onramp-arena", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	size = (size + 4095) & ~(size_t)4095;
+	a = ftruncate(fd, (off_t)size) == 0
+		? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+		: MAP_FAILED;
+	if (a == MAP_FAILED) {
+		real_close(fd);
+		return NULL;
+	}
+	*a = (struct onr_arena){ARENA_MAGIC, a, size, NULL, {a, size, sizeof(*a)}};
+	link_arena_use(&a->alloc);
+	a->sh = link_shalloc(sizeof(*a->sh));
+	arena = a;
+	arena_fd = fd;
+	return a->sh;
 }
 
 /* ---- start, fallback, exit ------------------------------------------------------------ */
@@ -549,18 +660,19 @@ static void proc_start(void)
 		fallback(cfg.no_fail, why);
 		return;
 	}
-	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (sh == MAP_FAILED) {
-		sh = NULL;
+	std_held = std_fds_hold();
+	before = fds_open(&n_before);
+	sh = arena_create(&cfg);
+	if (!sh) {
+		arena_destroy();
+		free(before);
+		std_fds_release(std_held);
 		fallback(cfg.no_fail, "cannot map the stack's shared state");
 		return;
 	}
-	std_held = std_fds_hold();
-	before = fds_open(&n_before);
 	rc = stack_rt_open(&sh->rt, &cfg, err, sizeof(err));
 	if (rc < 0) {
-		munmap(sh, sizeof(*sh));
-		sh = NULL;
+		arena_destroy();
 		free(before);
 		std_fds_release(std_held);
 		fallback(cfg.no_fail, err);
@@ -569,8 +681,7 @@ static void proc_start(void)
 	sh->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (sh->wake_fd < 0) {
 		stack_rt_close(&sh->rt);
-		munmap(sh, sizeof(*sh));
-		sh = NULL;
+		arena_destroy();
 		free(before);
 		std_fds_release(std_held);
 		fallback(cfg.no_fail, "cannot make the stack's wake eventfd");
@@ -579,8 +690,7 @@ static void proc_start(void)
 	if (onr_epoll_start(sh->rt.stack.st->n_socks) < 0) {
 		real_close(sh->wake_fd);
 		stack_rt_close(&sh->rt);
-		munmap(sh, sizeof(*sh));
-		sh = NULL;
+		arena_destroy();
 		free(before);
 		std_fds_release(std_held);
 		fallback(cfg.no_fail, "cannot map the shared epoll arena");
@@ -597,6 +707,9 @@ static void proc_start(void)
 	sh->pids[0] = getpid();
 	sh->rt.stack.notify = proc_notify;
 	sh->rt.stack.notify_arg = sh;
+	stack_rt_image_save(&sh->rt, &image);
+	image_id = image_id_new();
+	sh->image_id = image_id;
 	spin_ns = (int64_t)cfg.poll_usec * 1000;
 	lock_ops = (struct pkt_lock_ops){lock_raw, unlock_raw, NULL};
 	atexit(proc_exit);
@@ -689,7 +802,8 @@ static bool family_leave(void)
 	for (int i = 0; i < ONR_MAX_PROCS; i++) {
 		if (sh->pids[i] == me)
 			sh->pids[i] = 0;
-		else if (sh->pids[i] && !maps_region(sh->pids[i]))
+		else if (sh->pids[i] && !maps_region(sh->pids[i]) &&
+			 !(sh->execing[i] && kill(sh->pids[i], 0) == 0))
 			sh->pids[i] = 0;
 		else if (sh->pids[i])
 			last = false;
@@ -733,11 +847,7 @@ static void proc_exit(void)
 	}
 	onr_unlock();
 	pthread_mutex_unlock(&fds_lock);
-	if (helper_running) {
-		__atomic_store_n(&helper_stop, true, __ATOMIC_RELEASE);
-		pthread_join(helper_tid, NULL);
-		helper_running = false;
-	}
+	helper_stop_join();
 	__atomic_store_n(&proc_state, ONR_PROC_DISABLED, __ATOMIC_RELEASE);
 	if (last) {
 		/* the links' libraries close their fds through close(): let them */
@@ -781,6 +891,7 @@ static void family_join(pid_t child)
 	for (int i = 0; i < ONR_MAX_PROCS; i++)
 		if (sh->pids[i] == 0) {
 			sh->pids[i] = child;
+			sh->execing[i] = 0;
 			return;
 		}
 	onr_log(1, "more than %d processes share the stack: process %d is not tracked",
@@ -827,4 +938,444 @@ __attribute__((visibility("default"))) pid_t fork(void)
 __attribute__((visibility("default"))) pid_t vfork(void)
 {
 	return fork();
+}
+
+/* ---- exec: the new image keeps the stack ------------------------------------------------- */
+
+/*
+ * A process that execs with accelerated sockets the new image inherits (not close-on-exec)
+ * hands the stack over (design §8): the arena, the region and the link's fds are kept open
+ * across the exec, a record of its fd table goes in a memfd, and ONRAMP_EXEC in the new
+ * environment names both. The library's constructor in the new image maps the arena again
+ * at the same address, takes the link over (stack_rt_adopt) and rebuilds the fd table: the
+ * sockets that survived keep their references, those that exec closed drop theirs. When
+ * nothing would survive, or the new image would not load the library, the process leaves
+ * the stack as at exit before it execs. posix_spawn execs inside glibc, out of reach: a
+ * spawned child's inherited sockets are kernel sockets there, as without the library.
+ */
+#define EXEC_MAGIC 0x63657865726e6f72ull /* "ronexec" */
+#define EXEC_ENV   "ONRAMP_EXEC"
+
+struct exec_rec_hdr {
+	uint64_t magic;
+	pid_t pid;
+	uint32_t n_fds;
+	uint32_t n_internal;
+	int internal[ONR_INTERNAL_MAX]; /* the stack's fds kept open for the new image */
+};
+
+struct exec_rec_fd {
+	int fd;
+	int cloexec; /* exec closes it: the new image drops its reference */
+	struct onr_fd e;
+};
+
+struct exec_prep {
+	char **envp;  /* what the real exec gets (malloc'd); NULL: the caller's */
+	int rec_fd;   /* the record, -1 */
+	int slot;     /* this process's family slot, marked execing; -1 */
+	bool held;    /* fds_lock is held */
+	bool left;    /* the process left the stack for the exec */
+	int n_cleared; /* fds whose FD_CLOEXEC was cleared, to set again if exec fails */
+	int cleared[ONR_INTERNAL_MAX];
+};
+
+static bool env_preloads_us(char *const envp[])
+{
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (!strncmp(envp[i], "LD_PRELOAD=", 11) && strstr(envp[i], "libonramp"))
+			return true;
+	return false;
+}
+
+static bool fd_cloexec(int fd)
+{
+	int f = real_fcntl(fd, F_GETFD);
+
+	return f < 0 || (f & FD_CLOEXEC);
+}
+
+/* Whether an accelerated socket of this process outlives the exec. */
+static bool exec_keeps_sockets(void)
+{
+	for (int fd = 0; fd < onr_fd_limit(); fd++) {
+		struct onr_fd *e = onr_fd_get(fd);
+		if (e && e->kind == ONR_FD_STACK && !fd_cloexec(fd))
+			return true;
+	}
+	return false;
+}
+
+static bool fd_is_netlink(int fd)
+{
+	int dom = 0;
+	socklen_t len = sizeof(dom);
+
+	return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) == 0 && dom == AF_NETLINK;
+}
+
+/* Write the record of the fd table and keep the stack's fds open across exec (stack lock
+ * held). The control plane's netlink socket closes: the new image opens its own. */
+static int exec_record(struct exec_prep *x)
+{
+	struct exec_rec_hdr h = {.magic = EXEC_MAGIC, .pid = getpid()};
+	off_t at = sizeof(h);
+
+	x->rec_fd = memfd_create("onramp-exec", 0); /* inherited: the new image reads it */
+	if (x->rec_fd < 0)
+		return -errno;
+	for (int fd = 0; fd < onr_fd_limit(); fd++) {
+		struct onr_fd *e = onr_fd_get(fd);
+		struct exec_rec_fd r;
+
+		if (!e || (e->kind != ONR_FD_STACK && e->kind != ONR_FD_PENDING))
+			continue;
+		memset(&r, 0, sizeof(r));
+		r.fd = fd;
+		r.cloexec = fd_cloexec(fd);
+		r.e = *e;
+		if (pwrite(x->rec_fd, &r, sizeof(r), at) != (ssize_t)sizeof(r))
+			return -EIO;
+		at += (off_t)sizeof(r);
+		h.n_fds++;
+	}
+	for (int i = 0; i < n_internal; i++) {
+		int fd = internal_fd[i], f;
+
+		if (fd < 0 || fd_is_netlink(fd) || (f = real_fcntl(fd, F_GETFD)) < 0)
+			continue;
+		if ((f & FD_CLOEXEC) && real_fcntl(fd, F_SETFD, f & ~FD_CLOEXEC) == 0)
+			x->cleared[x->n_cleared++] = fd;
+		h.internal[h.n_internal++] = fd;
+	}
+	if (pwrite(x->rec_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return -EIO;
+	return 0;
+}
+
+/* envp with EXEC_ENV=<arena fd>:<record fd> in place of any it had (malloc'd, or NULL). */
+static char **exec_env(char *const envp[], int rec_fd)
+{
+	static char var[64]; /* the exec replaces this image, or exec_end drops the array */
+	size_t n = 0, k = 0;
+	char **v;
+
+	while (envp && envp[n])
+		n++;
+	v = malloc((n + 2) * sizeof(*v));
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(envp[i], EXEC_ENV "=", sizeof(EXEC_ENV)))
+			v[k++] = envp[i];
+	snprintf(var, sizeof(var), EXEC_ENV "=%d:%d", arena_fd, rec_fd);
+	v[k++] = var;
+	v[k] = NULL;
+	return v;
+}
+
+static void exec_undo(struct exec_prep *x)
+{
+	for (int i = 0; i < x->n_cleared; i++) {
+		int f = real_fcntl(x->cleared[i], F_GETFD);
+		if (f >= 0)
+			real_fcntl(x->cleared[i], F_SETFD, f | FD_CLOEXEC);
+	}
+	x->n_cleared = 0;
+	if (x->rec_fd >= 0)
+		real_close(x->rec_fd);
+	x->rec_fd = -1;
+	if (x->slot >= 0)
+		sh->execing[x->slot] = 0;
+	x->slot = -1;
+	free(x->envp);
+	x->envp = NULL;
+}
+
+/* Before the real exec: the environment it gets. */
+static char *const *exec_begin(char *const envp[], struct exec_prep *x)
+{
+	pid_t me = getpid();
+	int rc = -1;
+
+	*x = (struct exec_prep){.rec_fd = -1, .slot = -1};
+	ONR_REAL_READY();
+	if (__atomic_load_n(&proc_state, __ATOMIC_ACQUIRE) != ONR_PROC_READY)
+		return envp;
+	pthread_mutex_lock(&fds_lock);
+	if (env_preloads_us(envp) && exec_keeps_sockets()) {
+		/* no thread of ours may hold the stack lock when exec ends the threads */
+		helper_stop_join();
+		if (lock_raw(NULL) == 0) {
+			rc = exec_record(x);
+			/* this image's names of shared epoll sets do not survive it (the new
+			 * image starts with none) */
+			if (rc == 0)
+				onr_epoll_exit();
+			for (int i = 0; rc == 0 && i < ONR_MAX_PROCS; i++)
+				if (sh->pids[i] == me) {
+					sh->execing[i] = 1;
+					x->slot = i;
+				}
+			unlock_raw(NULL);
+		} else {
+			in_stack--;
+		}
+		if (rc == 0)
+			x->envp = exec_env(envp, x->rec_fd);
+		if (x->envp) {
+			x->held = true;
+			return x->envp;
+		}
+		onr_log(1, "cannot hand the stack to the new image (%s): its sockets leave the stack",
+			rc ? strerror(-rc) : "no memory");
+		exec_undo(x);
+	}
+	pthread_mutex_unlock(&fds_lock);
+	/* nothing accelerated outlives the exec (or the library will not be there): this image's
+	 * sockets end here, as at exit */
+	proc_exit();
+	x->left = true;
+	return envp;
+}
+
+/* The real exec failed: this image goes on (errno kept). */
+static void exec_end(struct exec_prep *x)
+{
+	int err = errno;
+
+	if (x->left)
+		onr_log(1, "exec failed (%s) after this process's sockets left the stack",
+			strerror(err));
+	exec_undo(x);
+	if (x->held)
+		pthread_mutex_unlock(&fds_lock);
+	errno = err;
+}
+
+#define EXEC_WRAP(call)                                                                       \
+	do {                                                                                  \
+		struct exec_prep x;                                                           \
+		char *const *env = exec_begin(envp, &x);                                      \
+		int rc = (call);                                                              \
+		exec_end(&x);                                                                 \
+		return rc;                                                                    \
+	} while (0)
+
+__attribute__((visibility("default"))) int execve(const char *path, char *const argv[],
+						  char *const envp[])
+{
+	EXEC_WRAP(real_execve(path, argv, env));
+}
+
+__attribute__((visibility("default"))) int execvpe(const char *file, char *const argv[],
+						   char *const envp[])
+{
+	EXEC_WRAP(real_execvpe(file, argv, env));
+}
+
+__attribute__((visibility("default"))) int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	EXEC_WRAP(real_fexecve(fd, argv, env));
+}
+
+__attribute__((visibility("default"))) int execveat(int dirfd, const char *path,
+						    char *const argv[], char *const envp[],
+						    int flags)
+{
+	ONR_REAL_READY();
+	if (!real_execveat) {
+		errno = ENOSYS;
+		return -1;
+	}
+	EXEC_WRAP(real_execveat(dirfd, path, argv, env, flags));
+}
+
+__attribute__((visibility("default"))) int execv(const char *path, char *const argv[])
+{
+	return execve(path, argv, environ);
+}
+
+__attribute__((visibility("default"))) int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
+}
+
+/* The execl family's arguments as an argv (and, for execle, the envp after its NULL). */
+#define EXECL_ARGV(first, ap, argv, n)                                                        \
+	do {                                                                                  \
+		va_list c;                                                                    \
+		va_copy(c, ap);                                                               \
+		n = 1;                                                                        \
+		while (va_arg(c, const char *))                                               \
+			n++;                                                                  \
+		va_end(c);                                                                    \
+		argv = alloca((n + 1) * sizeof(char *));                                      \
+		argv[0] = (char *)(first);                                                    \
+		for (size_t i_ = 1; i_ <= n; i_++)                                            \
+			argv[i_] = va_arg(ap, char *);                                        \
+	} while (0)
+
+__attribute__((visibility("default"))) int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	char **argv;
+	size_t n;
+
+	va_start(ap, arg);
+	EXECL_ARGV(arg, ap, argv, n);
+	va_end(ap);
+	return execve(path, argv, environ);
+}
+
+__attribute__((visibility("default"))) int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	char **argv;
+	size_t n;
+
+	va_start(ap, arg);
+	EXECL_ARGV(arg, ap, argv, n);
+	va_end(ap);
+	return execvpe(file, argv, environ);
+}
+
+__attribute__((visibility("default"))) int execle(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	char **argv, **envp;
+	size_t n;
+
+	va_start(ap, arg);
+	EXECL_ARGV(arg, ap, argv, n);
+	envp = va_arg(ap, char **);
+	va_end(ap);
+	return execve(path, argv, envp);
+}
+
+/* The new image gives up the stack it was handed: the fds kept for it close, and the
+ * inherited accelerated sockets are idle kernel sockets from now on. */
+static void adopt_fail(const struct exec_rec_hdr *h, int rec_fd, const char *why)
+{
+	onr_log(1, "cannot keep the stack across exec: %s; %u inherited sockets are lost", why,
+		h->n_fds);
+	for (uint32_t i = 0; i < h->n_internal && i < ONR_INTERNAL_MAX; i++)
+		real_close(h->internal[i]);
+	if (arena_fd >= 0)
+		real_close(arena_fd);
+	arena_fd = -1;
+	arena = NULL;
+	sh = NULL;
+	real_close(rec_fd);
+	__atomic_store_n(&proc_state, ONR_PROC_DISABLED, __ATOMIC_RELEASE);
+}
+
+/* The fd table as the old image left it: survivors keep their references, the rest drop
+ * theirs (stack lock held). Returns the sockets kept. */
+static unsigned adopt_fds(const struct exec_rec_hdr *h, int rec_fd)
+{
+	unsigned kept = 0;
+
+	for (uint32_t i = 0; i < h->n_fds; i++) {
+		struct exec_rec_fd r;
+		struct onr_fd *slot;
+		bool open;
+
+		if (pread(rec_fd, &r, sizeof(r), (off_t)(sizeof(*h) + i * sizeof(r))) !=
+		    (ssize_t)sizeof(r))
+			break;
+		open = !r.cloexec && real_fcntl(r.fd, F_GETFD) >= 0;
+		if (open && (slot = onr_fd_slot(r.fd))) {
+			*slot = r.e;
+			kept += r.e.kind == ONR_FD_STACK;
+		} else if (r.e.kind == ONR_FD_STACK) {
+			onr_sock_unref(r.e.id);
+		}
+	}
+	return kept;
+}
+
+static void exec_adopt(int afd, int rec_fd)
+{
+	struct start_report r = {{0}, 0};
+	struct env_report rep = {start_report_fn, &r, 0, 0};
+	struct exec_rec_hdr h = {0};
+	struct onr_arena a;
+	struct onr_config cfg;
+	char err[256];
+	int n_before = 0, *before;
+	unsigned kept;
+
+	env_config_from_environ(&cfg, environ, &rep);
+	log_level = cfg.log;
+	spin_ns = (int64_t)cfg.poll_usec * 1000;
+	arena_fd = afd;
+	if (pread(rec_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || h.magic != EXEC_MAGIC ||
+	    h.pid != getpid()) {
+		h.n_fds = h.n_internal = 0;
+		adopt_fail(&h, rec_fd, "its record is not this process's");
+		return;
+	}
+	if (pread(afd, &a, sizeof(a), 0) != (ssize_t)sizeof(a) || a.magic != ARENA_MAGIC ||
+	    mmap(a.base, a.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE, afd,
+		 0) != a.base) {
+		adopt_fail(&h, rec_fd, "its shared state cannot be mapped where it was");
+		return;
+	}
+	arena = a.base;
+	sh = arena->sh;
+	link_arena_use(&arena->alloc);
+	before = fds_open(&n_before);
+	if (stack_rt_adopt(&sh->rt, &image, err, sizeof(err)) < 0) {
+		free(before);
+		munmap(arena, a.size);
+		adopt_fail(&h, rec_fd, err);
+		return;
+	}
+	if (onr_epoll_start(sh->rt.stack.st->n_socks) < 0) {
+		free(before);
+		adopt_fail(&h, rec_fd, "no memory for its epoll sets");
+		return;
+	}
+	internal_record(before, n_before); /* this image's control plane */
+	free(before);
+	for (uint32_t i = 0; i < h.n_internal && i < ONR_INTERNAL_MAX; i++)
+		internal_add(h.internal[i]);
+	for (int i = 0; i < n_internal; i++) /* closed on a further exec that does not keep them */
+		real_fcntl(internal_fd[i], F_SETFD, FD_CLOEXEC);
+	image_id = image_id_new(); /* the first lock puts this image's parts in place */
+	lock_ops = (struct pkt_lock_ops){lock_raw, unlock_raw, NULL};
+	if (lock_raw(NULL) != 0) {
+		in_stack--;
+		adopt_fail(&h, rec_fd, "its lock cannot be taken");
+		return;
+	}
+	kept = adopt_fds(&h, rec_fd);
+	for (int i = 0; i < ONR_MAX_PROCS; i++)
+		if (sh->pids[i] == h.pid)
+			sh->execing[i] = 0;
+	unlock_raw(NULL);
+	real_close(rec_fd);
+	atexit(proc_exit);
+	__atomic_store_n(&proc_state, ONR_PROC_READY, __ATOMIC_RELEASE);
+	helper_start();
+	onr_log(3, "stack %s kept across exec: %u sockets", sh->rt.region.hdr->name, kept);
+}
+
+/* In every image the library is loaded into: one handed a stack by exec takes it over
+ * before main runs, so that its inherited sockets work from its first call. */
+__attribute__((constructor)) static void exec_constructor(void)
+{
+	const char *v = getenv(EXEC_ENV);
+	int afd, rec_fd;
+
+	if (!v)
+		return;
+	if (sscanf(v, "%d:%d", &afd, &rec_fd) == 2) {
+		ONR_REAL_READY();
+		pthread_mutex_lock(&start_lock);
+		exec_adopt(afd, rec_fd);
+		pthread_mutex_unlock(&start_lock);
+	}
+	unsetenv(EXEC_ENV); /* the image's own children are not handed anything this way */
 }

@@ -135,7 +135,7 @@ static bool route_via_stack(struct stack_rt *rt, uint32_t dst_be32)
 		return false;
 	if (((dst_be32 ^ s->addr_be32) & s->netmask_be32) == 0)
 		return true;
-	return cplane_route_lookup(rt->cp, dst_be32, &r) == 0 && r.ifindex == rt->ifindex;
+	return cplane_route_lookup(stack_rt_cplane(rt), dst_be32, &r) == 0 && r.ifindex == rt->ifindex;
 }
 
 /* The entry goes: the kernel socket is the application's socket from now on. */

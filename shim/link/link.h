@@ -38,6 +38,19 @@ struct link_ops {
 	int (*flow_del)(struct link *l, uint8_t proto, uint32_t laddr_be32, uint16_t lport_be16);
 };
 
+/*
+ * What of a link holds in one program image only: its function pointers, the heap handles of
+ * the libraries that opened it, and where the kernel's rings are mapped. A stack's processes
+ * share the link's state; forked ones share an image too, but a process that execs keeps
+ * the stack in a new image (design §8), with its own copy of the library and of the rings'
+ * mappings. Each image keeps its link_image, and whichever takes the stack lock puts its own
+ * in place (link_tap_image_apply, link_xdp_image_apply) before it touches the link.
+ */
+struct link_image {
+	const struct link_ops *ops;
+	_Alignas(16) unsigned char priv[448]; /* the link kind's own (tap.c, xdp.c) */
+};
+
 struct link {
 	const struct link_ops *ops;
 	struct pkt_pool *pool;

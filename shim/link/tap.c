@@ -508,9 +508,9 @@ static int tap_uring_buf_ring_init(struct tap_link *t)
 	int err;
 
 	t->br_bytes = (size_t)t->br_entries * sizeof(struct io_uring_buf);
-	mem = mmap(NULL, t->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_SHARED, -1, 0);
-	if (mem == MAP_FAILED)
-		return -errno;
+	mem = link_shalloc_pages(t->br_bytes);
+	if (!mem)
+		return -ENOMEM;
 	t->br = mem;
 	io_uring_buf_ring_init(t->br);
 	memset(&reg, 0, sizeof(reg));
@@ -519,7 +519,7 @@ static int tap_uring_buf_ring_init(struct tap_link *t)
 	reg.bgid = TAP_BGID;
 	err = io_uring_register_buf_ring(&t->ring, &reg, 0);
 	if (err) {
-		munmap(mem, t->br_bytes);
+		link_shfree_pages(mem, t->br_bytes);
 		t->br = NULL;
 	}
 	return err;
@@ -567,8 +567,7 @@ static void tap_uring_fini(struct tap_link *t)
 	if (t->ring_up)
 		io_uring_queue_exit(&t->ring);
 	t->ring_up = false;
-	if (t->br)
-		munmap(t->br, t->br_bytes);
+	link_shfree_pages(t->br, t->br_bytes);
 	t->br = NULL;
 	link_shfree(t->bid_id);
 	link_shfree(t->bid_free);
@@ -635,6 +634,94 @@ static void tap_close(struct link *l)
 	if (t->fd >= 0)
 		close(t->fd);
 	link_shfree(t);
+}
+
+/* ---- images (exec) ------------------------------------------------------------------------ */
+
+/* This image's view of the ring: liburing's handle, whose pointers lead into this image's
+ * mappings of the rings (its SQE cursor is the shared handle's, never this copy's). */
+_Static_assert(sizeof(struct io_uring) <= sizeof(((struct link_image *)0)->priv),
+	       "the io_uring handle fits a link_image");
+
+void link_tap_image_save(struct link *l, struct link_image *img)
+{
+	struct tap_link *t = (struct tap_link *)l;
+
+	img->ops = l->ops;
+	memcpy(img->priv, &t->ring, sizeof(t->ring));
+}
+
+void link_tap_image_apply(struct link *l, const struct link_image *img)
+{
+	struct tap_link *t = (struct tap_link *)l;
+	struct io_uring mine;
+
+	l->ops = img->ops;
+	if (!t->ring_up)
+		return;
+	memcpy(&mine, img->priv, sizeof(mine));
+	mine.sq.sqe_head = t->ring.sq.sqe_head;
+	mine.sq.sqe_tail = t->ring.sq.sqe_tail;
+	t->ring = mine;
+}
+
+/* p, a pointer into the mapping that started at from, into the one that starts at to. */
+static void *moved(const void *p, const void *from, void *to)
+{
+	return (uint8_t *)to + ((const uint8_t *)p - (const uint8_t *)from);
+}
+
+static void *ring_map(int fd, size_t len, off_t off)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, off);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int link_tap_adopt(struct link *l, struct link_image *img)
+{
+	struct tap_link *t = (struct tap_link *)l;
+	struct io_uring r = t->ring; /* the old image's: its pointers give the offsets */
+	size_t sqes_len = r.sq.ring_entries * sizeof(struct io_uring_sqe);
+	uint8_t *sq, *cq, *sqes;
+
+	img->ops = t->uring ? &tap_uring_ops : &tap_plain_ops;
+	memset(img->priv, 0, sizeof(img->priv));
+	if (!t->ring_up)
+		return 0;
+	/* io_uring maps its rings only where the kernel chooses, so this image's are elsewhere */
+	sq = ring_map(r.ring_fd, r.sq.ring_sz, IORING_OFF_SQ_RING);
+	cq = r.cq.ring_ptr == r.sq.ring_ptr ? sq : ring_map(r.ring_fd, r.cq.ring_sz,
+							    IORING_OFF_CQ_RING);
+	sqes = ring_map(r.ring_fd, sqes_len, IORING_OFF_SQES);
+	if (!sq || !cq || !sqes) {
+		if (sq)
+			munmap(sq, r.sq.ring_sz);
+		if (cq && cq != sq)
+			munmap(cq, r.cq.ring_sz);
+		if (sqes)
+			munmap(sqes, sqes_len);
+		return -ENOMEM;
+	}
+	r.sq.khead = moved(r.sq.khead, t->ring.sq.ring_ptr, sq);
+	r.sq.ktail = moved(r.sq.ktail, t->ring.sq.ring_ptr, sq);
+	r.sq.kring_mask = moved(r.sq.kring_mask, t->ring.sq.ring_ptr, sq);
+	r.sq.kring_entries = moved(r.sq.kring_entries, t->ring.sq.ring_ptr, sq);
+	r.sq.kflags = moved(r.sq.kflags, t->ring.sq.ring_ptr, sq);
+	r.sq.kdropped = moved(r.sq.kdropped, t->ring.sq.ring_ptr, sq);
+	r.sq.array = moved(r.sq.array, t->ring.sq.ring_ptr, sq);
+	r.sq.sqes = (struct io_uring_sqe *)sqes;
+	r.sq.ring_ptr = sq;
+	r.cq.khead = moved(r.cq.khead, t->ring.cq.ring_ptr, cq);
+	r.cq.ktail = moved(r.cq.ktail, t->ring.cq.ring_ptr, cq);
+	r.cq.kring_mask = moved(r.cq.kring_mask, t->ring.cq.ring_ptr, cq);
+	r.cq.kring_entries = moved(r.cq.kring_entries, t->ring.cq.ring_ptr, cq);
+	r.cq.kflags = moved(r.cq.kflags, t->ring.cq.ring_ptr, cq);
+	r.cq.koverflow = moved(r.cq.koverflow, t->ring.cq.ring_ptr, cq);
+	r.cq.cqes = moved(r.cq.cqes, t->ring.cq.ring_ptr, cq);
+	r.cq.ring_ptr = cq;
+	memcpy(img->priv, &r, sizeof(r));
+	return 0;
 }
 
 /* Attach to or create the device; fd non-blocking, close-on-exec. */

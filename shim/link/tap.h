@@ -37,4 +37,17 @@ struct link_tap_params {
 int link_tap_open(struct link **out, const struct link_tap_params *p, int *ifindex,
 		  char ifname[16], bool *created);
 
+/* This image's part of the link (link.h): save it after open; put it in place whenever this
+ * image takes the stack lock after another did. */
+void link_tap_image_save(struct link *l, struct link_image *img);
+void link_tap_image_apply(struct link *l, const struct link_image *img);
+
+/*
+ * A new image of a process that had the link open (exec) takes it over: the link's state
+ * lives on in shared memory and its fds stayed open; the io_uring's rings are mapped again
+ * and img gets this image's part. 0 or -errno. Requests the old image's thread had
+ * submitted were cancelled by the exec: their completions say so and the read is re-armed.
+ */
+int link_tap_adopt(struct link *l, struct link_image *img);
+
 #endif

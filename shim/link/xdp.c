@@ -71,9 +71,12 @@ struct xdp_link {
 	struct xsk_ring_cons comp;
 	struct xsk_ring_cons rx;
 	struct xsk_ring_prod tx;
+	/* libxdp's and libbpf's handles live in the heap of the image that opened the link:
+	 * NULL while another image (exec) holds the stack lock (link_xdp_image_apply) */
 	struct xsk_umem *umem;
 	struct xsk_socket *xsk;
 	struct bpf_object *obj;
+	int xsk_fd; /* the socket (its UMEM's fd too): -1 once gone */
 	int prog_fd, flows_fd, xsks_fd;
 	int ifindex;
 	uint32_t attach_flags; /* XDP_FLAGS_DRV_MODE or _SKB_MODE while attached, else 0 */
@@ -162,13 +165,12 @@ static void xdp_buffers_give_back(struct xdp_link *x);
  * all back now, so that a dead link pins no buffer while the stack times its connections
  * out, and drop what the stack sends from now on.
  */
+static void xdp_socket_release(struct xdp_link *x);
+
 static void xdp_link_gone(struct xdp_link *x)
 {
 	x->link.stats->link_tx_errors += x->n_tx_descs;
-	xsk_socket__delete(x->xsk);
-	x->xsk = NULL;
-	xsk_umem__delete(x->umem);
-	x->umem = NULL;
+	xdp_socket_release(x);
 	xdp_buffers_give_back(x);
 	x->gone = true;
 	x->link.wait_fd = -1;
@@ -183,7 +185,7 @@ static void xdp_link_gone(struct xdp_link *x)
  */
 static void xdp_tx_kick(struct xdp_link *x)
 {
-	int fd = xsk_socket__fd(x->xsk);
+	int fd = x->xsk_fd;
 
 	for (uint32_t i = 0; i <= x->tx_size / 32 && xdp_tx_unsent(x); i++) {
 		if (!xsk_ring_prod__needs_wakeup(&x->tx))
@@ -259,7 +261,7 @@ static void xdp_rx_kick(struct xdp_link *x)
 	if (!xsk_ring_prod__needs_wakeup(&x->fill))
 		return;
 	x->link.stats->link_rx_kicks++;
-	recvfrom(xsk_socket__fd(x->xsk), NULL, 0, MSG_DONTWAIT, NULL, NULL);
+	recvfrom(x->xsk_fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 }
 
 /* Add one received descriptor to the frame being assembled; true when it ends the frame. */
@@ -745,16 +747,72 @@ static void xdp_buffers_give_back(struct xdp_link *x)
 	x->n_tx_descs = 0;
 }
 
-/* Undo whatever open got as far as, in reverse; the link is freed. */
-static void xdp_teardown(struct xdp_link *x)
+/* The four rings as mappings of the socket: fill, completion, RX, TX (base, length, offset). */
+struct xdp_ring_map {
+	void *base;
+	size_t len;
+	off_t pgoff;
+};
+
+static int xdp_ring_maps(const struct xdp_link *x, struct xdp_ring_map m[4])
 {
-	xdp_prog_detach(x);
+	struct xdp_mmap_offsets off;
+	socklen_t len = sizeof(off);
+
+	if (getsockopt(x->xsk_fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &len))
+		return -errno;
+	if (len != sizeof(off))
+		return -EPROTO;
+	m[0] = (struct xdp_ring_map){(char *)x->fill.ring - off.fr.desc,
+				     off.fr.desc + x->fill.size * sizeof(uint64_t),
+				     (off_t)XDP_UMEM_PGOFF_FILL_RING};
+	m[1] = (struct xdp_ring_map){(char *)x->comp.ring - off.cr.desc,
+				     off.cr.desc + x->comp.size * sizeof(uint64_t),
+				     (off_t)XDP_UMEM_PGOFF_COMPLETION_RING};
+	m[2] = (struct xdp_ring_map){(char *)x->rx.ring - off.rx.desc,
+				     off.rx.desc + x->rx.size * sizeof(struct xdp_desc),
+				     (off_t)XDP_PGOFF_RX_RING};
+	m[3] = (struct xdp_ring_map){(char *)x->tx.ring - off.tx.desc,
+				     off.tx.desc + x->tx.size * sizeof(struct xdp_desc),
+				     (off_t)XDP_PGOFF_TX_RING};
+	return 0;
+}
+
+/* The socket and its UMEM go: through libxdp in the image that made them, by hand in one
+ * that took the link over across exec (libxdp's handles are in the old image's heap). */
+static void xdp_socket_release(struct xdp_link *x)
+{
+	if (!x->xsk && x->xsk_fd >= 0) {
+		struct xdp_ring_map m[4];
+
+		if (xdp_ring_maps(x, m) == 0)
+			for (int i = 0; i < 4; i++)
+				munmap(m[i].base, m[i].len);
+		close(x->xsk_fd);
+	}
 	if (x->xsk)
 		xsk_socket__delete(x->xsk);
 	if (x->umem)
 		xsk_umem__delete(x->umem);
+	x->xsk = NULL;
+	x->umem = NULL;
+	x->xsk_fd = -1;
+}
+
+/* Undo whatever open got as far as, in reverse; the link is freed. */
+static void xdp_teardown(struct xdp_link *x)
+{
+	xdp_prog_detach(x);
+	xdp_socket_release(x);
 	xdp_buffers_give_back(x);
-	bpf_object__close(x->obj);
+	if (x->obj) {
+		bpf_object__close(x->obj);
+	} else { /* another image's object: its fds are this image's to close */
+		int fds[3] = {x->prog_fd, x->flows_fd, x->xsks_fd};
+		for (int i = 0; i < 3; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+	}
 	xdp_unlock(x);
 	link_shfree(x->posted);
 	link_shfree(x->tx_head);
@@ -765,6 +823,105 @@ static void xdp_teardown(struct xdp_link *x)
 static void xdp_close(struct link *l)
 {
 	xdp_teardown(xdp_of(l));
+}
+
+/* ---- images (exec) ------------------------------------------------------------------------ */
+
+/* This image's part of the link: where its mappings of the rings are, libxdp's handles. */
+struct xdp_image {
+	struct xsk_ring_prod fill, tx;
+	struct xsk_ring_cons comp, rx;
+	struct xsk_umem *umem;
+	struct xsk_socket *xsk;
+	struct bpf_object *obj;
+};
+_Static_assert(sizeof(struct xdp_image) <= sizeof(((struct link_image *)0)->priv),
+	       "the XSK rings fit a link_image");
+
+static const struct link_ops xdp_ops;
+
+void link_xdp_image_save(struct link *l, struct link_image *img)
+{
+	struct xdp_link *x = xdp_of(l);
+	struct xdp_image *m = (struct xdp_image *)img->priv;
+
+	img->ops = l->ops;
+	*m = (struct xdp_image){x->fill, x->tx, x->comp, x->rx, x->umem, x->xsk, x->obj};
+}
+
+/* The ring's pointers from this image, its cached positions (shared) as they are. */
+#define XDP_RING_POINTERS(dst, src)                                                          \
+	do {                                                                                  \
+		(dst).producer = (src).producer;                                              \
+		(dst).consumer = (src).consumer;                                              \
+		(dst).ring = (src).ring;                                                      \
+		(dst).flags = (src).flags;                                                    \
+	} while (0)
+
+void link_xdp_image_apply(struct link *l, const struct link_image *img)
+{
+	struct xdp_link *x = xdp_of(l);
+	const struct xdp_image *m = (const struct xdp_image *)img->priv;
+
+	l->ops = img->ops;
+	if (x->xsk_fd < 0) { /* released meanwhile: the handles are gone too */
+		x->xsk = NULL;
+		x->umem = NULL;
+	} else {
+		XDP_RING_POINTERS(x->fill, m->fill);
+		XDP_RING_POINTERS(x->tx, m->tx);
+		XDP_RING_POINTERS(x->comp, m->comp);
+		XDP_RING_POINTERS(x->rx, m->rx);
+		x->xsk = m->xsk;
+		x->umem = m->umem;
+	}
+	x->obj = m->obj;
+}
+
+/* A ring of the socket mapped into this image: its pointers at offsets `o` of the mapping. */
+static int xdp_ring_map_into(struct xdp_link *x, const struct xdp_ring_map *old,
+			     const struct xdp_ring_offset *o, void *ring_struct)
+{
+	struct xsk_ring_prod *r = ring_struct; /* prod and cons share the layout */
+	uint8_t *p = mmap(NULL, old->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+			  x->xsk_fd, old->pgoff);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	r->producer = (uint32_t *)(p + o->producer);
+	r->consumer = (uint32_t *)(p + o->consumer);
+	r->ring = p + o->desc;
+	r->flags = (uint32_t *)(p + o->flags);
+	return 0;
+}
+
+int link_xdp_adopt(struct link *l, struct link_image *img)
+{
+	struct xdp_link *x = xdp_of(l);
+	struct xdp_image *m = (struct xdp_image *)img->priv;
+	struct xdp_mmap_offsets off;
+	socklen_t len = sizeof(off);
+	struct xdp_ring_map old[4];
+	int err;
+
+	img->ops = &xdp_ops;
+	*m = (struct xdp_image){x->fill, x->tx, x->comp, x->rx, NULL, NULL, NULL};
+	if (x->xsk_fd < 0)
+		return 0; /* the interface went away: nothing is mapped */
+	if (getsockopt(x->xsk_fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &len))
+		return -errno;
+	if (len != sizeof(off))
+		return -EPROTO;
+	err = xdp_ring_maps(x, old);
+	if (!err)
+		err = xdp_ring_map_into(x, &old[0], &off.fr, &m->fill);
+	if (!err)
+		err = xdp_ring_map_into(x, &old[1], &off.cr, &m->comp);
+	if (!err)
+		err = xdp_ring_map_into(x, &old[2], &off.rx, &m->rx);
+	if (!err)
+		err = xdp_ring_map_into(x, &old[3], &off.tx, &m->tx);
+	return err;
 }
 
 static const struct link_ops xdp_ops = {
@@ -816,7 +973,8 @@ static int xdp_open_locked(struct xdp_link *x, const struct link_xdp_params *p)
 	snprintf(x->link.mode, sizeof(x->link.mode), "%s %s",
 		 x->attach_flags == XDP_FLAGS_DRV_MODE ? "native" : "generic",
 		 zc ? "zero-copy" : "copy");
-	x->link.wait_fd = xsk_socket__fd(x->xsk);
+	x->xsk_fd = xsk_socket__fd(x->xsk);
+	x->link.wait_fd = x->xsk_fd;
 	return 0;
 }
 
@@ -838,6 +996,7 @@ int link_xdp_open(struct link **out, const struct link_xdp_params *p)
 				.rx_target = p->rx_target,
 				.wait_fd = -1};
 	x->lock_fd = -1;
+	x->xsk_fd = -1;
 	x->prog_fd = x->flows_fd = x->xsks_fd = -1;
 	x->rx_head = ONR_PKT_NIL;
 	x->nbufs = p->pool->shm->max;

@@ -35,4 +35,16 @@ struct link_xdp_params {
  */
 int link_xdp_open(struct link **out, const struct link_xdp_params *p);
 
+/* This image's part of the link (link.h): save it after open; put it in place whenever this
+ * image takes the stack lock after another did. */
+void link_xdp_image_save(struct link *l, struct link_image *img);
+void link_xdp_image_apply(struct link *l, const struct link_image *img);
+
+/*
+ * A new image of a process that had the link open (exec) takes it over: the link's state
+ * lives on in shared memory and its fds stayed open; the rings are mapped again and img
+ * gets this image's part (libxdp's handles stay in the old image: none here). 0 or -errno.
+ */
+int link_xdp_adopt(struct link *l, struct link_image *img);
+
 #endif

@@ -311,6 +311,20 @@ out_close:
 	return rc;
 }
 
+int stack_region_remap(struct stack_region *r)
+{
+	void *p = mmap(r->hdr, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+		       r->fd, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	if (p != r->hdr) { /* taken as a hint: somewhere else is no use */
+		munmap(p, r->size);
+		return -EEXIST;
+	}
+	return 0;
+}
+
 void stack_region_detach(struct stack_region *r)
 {
 	if (r->hdr)

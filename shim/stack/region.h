@@ -45,6 +45,11 @@ int stack_region_create(struct stack_region *r, const struct onr_config *cfg);
  * -ENOENT, -EPROTO (not a region or another ABI major), -ESRCH (dead region). */
 int stack_region_attach(struct stack_region *r, const char *name);
 
+/* A new image of a process that had the region mapped (exec, with r->fd kept open) maps it
+ * again at the same address, so the pointers into it stay true. 0, -EEXIST when something
+ * of the new image is there, or -errno. */
+int stack_region_remap(struct stack_region *r);
+
 /* Unmap and drop this process's hold. The region lives on while others hold it. */
 void stack_region_detach(struct stack_region *r);
 

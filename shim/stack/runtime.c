@@ -19,6 +19,10 @@
 
 #define PUBLISH_NS (50ull * 1000000u) /* socket rows and heartbeat for stackdump */
 
+/* The control plane: a netlink socket and libnl's handles, this image's own (a process runs
+ * one stack; a new image after exec opens its own). */
+static struct cplane *image_cp;
+
 static uint32_t prefix_mask(unsigned prefix)
 {
 	return prefix ? htonl(0xffffffffu << (32 - prefix)) : 0;
@@ -89,7 +93,7 @@ static int open_tap(struct stack_rt *rt, const struct onr_config *cfg, struct li
 	if (rc < 0)
 		return fail(err, len, rc, "cannot open the tap device %s: %s",
 			    cfg->tap_name[0] ? cfg->tap_name : "(new)");
-	rc = cplane_link_by_index(rt->cp, rt->ifindex, &cl);
+	rc = cplane_link_by_index(image_cp, rt->ifindex, &cl);
 	if (rc == 0 && cl.addr_be32) {
 		/* the kernel side is addressed already: join its subnet */
 		rt->kernel_addr_be32 = cl.addr_be32;
@@ -105,10 +109,10 @@ static int open_tap(struct stack_rt *rt, const struct onr_config *cfg, struct li
 			*prefix = 24;
 		}
 		rt->kernel_addr_be32 = subnet_host(*addr, *prefix, *addr);
-		rc = cplane_addr_add(rt->cp, rt->ifindex, rt->kernel_addr_be32, *prefix);
+		rc = cplane_addr_add(image_cp, rt->ifindex, rt->kernel_addr_be32, *prefix);
 	}
 	if (rc == 0 && (!cl.up || cl.mtu != cfg->mtu))
-		rc = cplane_link_set(rt->cp, rt->ifindex, (uint16_t)cfg->mtu, true);
+		rc = cplane_link_set(image_cp, rt->ifindex, (uint16_t)cfg->mtu, true);
 	if (rc < 0) {
 		(*l)->ops->close(*l);
 		return fail(err, len, rc, "cannot set up the kernel side of %s: %s", rt->ifname);
@@ -120,14 +124,14 @@ static int neigh_lookup(void *arg, uint32_t ip_be32, uint8_t mac[6])
 {
 	struct stack_rt *rt = arg;
 
-	return cplane_neigh_lookup(rt->cp, rt->ifindex, ip_be32, mac);
+	return cplane_neigh_lookup(image_cp, rt->ifindex, ip_be32, mac);
 }
 
 static int neigh_resolve(void *arg, uint32_t ip_be32)
 {
 	struct stack_rt *rt = arg;
 
-	return cplane_neigh_resolve(rt->cp, rt->ifindex, ip_be32);
+	return cplane_neigh_resolve(image_cp, rt->ifindex, ip_be32);
 }
 
 /* xdp: the interface's own address, its default gateway and the kernel's neighbours. */
@@ -146,7 +150,7 @@ static int open_xdp(struct stack_rt *rt, const struct onr_config *cfg, struct li
 		snprintf(err, len, "EF_LINK=xdp needs EF_INTERFACE (the interface to share)");
 		return -EINVAL;
 	}
-	rc = cplane_link_by_name(rt->cp, cfg->interface, &cl);
+	rc = cplane_link_by_name(image_cp, cfg->interface, &cl);
 	if (rc < 0)
 		return fail(err, len, rc, "EF_INTERFACE=%s: %s", cfg->interface);
 	if (!cl.addr_be32) {
@@ -175,17 +179,18 @@ int stack_rt_open(struct stack_rt *rt, const struct onr_config *cfg, char *err, 
 	int rc;
 
 	memset(rt, 0, sizeof(*rt));
+	rt->link_kind = cfg->link;
 	if (cfg->link != ONR_LINK_TAP && cfg->link != ONR_LINK_XDP) {
 		snprintf(err, errlen, "EF_LINK=loop is the tests' in-process link");
 		return -EINVAL;
 	}
-	rc = cplane_open(&rt->cp);
+	rc = cplane_open(&image_cp);
 	if (rc < 0)
 		return fail(err, errlen, rc, "cannot read the %s through netlink: %s",
 			    "routing tables");
 	rc = stack_region_create(&rt->region, cfg);
 	if (rc < 0) {
-		cplane_close(rt->cp);
+		cplane_close(image_cp);
 		return fail(err, errlen, rc, "cannot create the stack region for %s: %s",
 			    cfg->name[0] ? cfg->name : "this process");
 	}
@@ -205,7 +210,7 @@ int stack_rt_open(struct stack_rt *rt, const struct onr_config *cfg, char *err, 
 	rt->stack.neigh = neigh;
 	if (cfg->link == ONR_LINK_TAP)
 		gw = rt->kernel_addr_be32;
-	else if (cplane_route_lookup(rt->cp, 0, &route) == 0 && route.ifindex == rt->ifindex)
+	else if (cplane_route_lookup(image_cp, 0, &route) == 0 && route.ifindex == rt->ifindex)
 		gw = route.gw_be32;
 	stack_set_addr(&rt->stack, addr, prefix, gw);
 	snprintf(rt->region.hdr->link_name, sizeof(rt->region.hdr->link_name), "%s", rt->ifname);
@@ -214,8 +219,52 @@ int stack_rt_open(struct stack_rt *rt, const struct onr_config *cfg, char *err, 
 
 out_region:
 	stack_region_destroy(&rt->region);
-	cplane_close(rt->cp);
+	cplane_close(image_cp);
 	return rc;
+}
+
+struct cplane *stack_rt_cplane(const struct stack_rt *rt)
+{
+	(void)rt;
+	return image_cp;
+}
+
+void stack_rt_image_save(struct stack_rt *rt, struct stack_rt_image *img)
+{
+	if (rt->link_kind == ONR_LINK_TAP)
+		link_tap_image_save(rt->stack.link, &img->link);
+	else
+		link_xdp_image_save(rt->stack.link, &img->link);
+}
+
+void stack_rt_image_apply(struct stack_rt *rt, const struct stack_rt_image *img)
+{
+	if (rt->link_kind == ONR_LINK_TAP)
+		link_tap_image_apply(rt->stack.link, &img->link);
+	else
+		link_xdp_image_apply(rt->stack.link, &img->link);
+	stack_clock_init_real(&rt->clock);
+	if (rt->link_kind == ONR_LINK_XDP)
+		rt->stack.neigh = (struct stack_neigh_ops){neigh_lookup, neigh_resolve, rt};
+}
+
+int stack_rt_adopt(struct stack_rt *rt, struct stack_rt_image *img, char *err, size_t errlen)
+{
+	int rc = stack_region_remap(&rt->region);
+
+	if (rc < 0)
+		return fail(err, errlen, rc, "cannot map the %s again after exec: %s",
+			    "stack region");
+	rc = cplane_open(&image_cp);
+	if (rc < 0)
+		return fail(err, errlen, rc, "cannot read the %s through netlink: %s",
+			    "routing tables");
+	rc = rt->link_kind == ONR_LINK_TAP ? link_tap_adopt(rt->stack.link, &img->link)
+					   : link_xdp_adopt(rt->stack.link, &img->link);
+	if (rc < 0)
+		return fail(err, errlen, rc, "cannot map the %s again after exec: %s",
+			    "link's rings");
+	return 0;
 }
 
 void stack_rt_close(struct stack_rt *rt)
@@ -223,8 +272,8 @@ void stack_rt_close(struct stack_rt *rt)
 	stack_fini(&rt->stack);
 	stack_rt_publish(rt);
 	stack_region_destroy(&rt->region);
-	cplane_close(rt->cp);
-	rt->cp = NULL;
+	cplane_close(image_cp);
+	image_cp = NULL;
 }
 
 unsigned stack_rt_poll(struct stack_rt *rt)

@@ -24,7 +24,7 @@ struct stack_rt {
 	struct stack_region region;
 	struct stack stack;
 	struct stack_clock clock;
-	struct cplane *cp;
+	int link_kind;	  /* ONR_LINK_TAP or ONR_LINK_XDP */
 	int ifindex;	  /* the link's interface */
 	char ifname[16];  /* its name */
 	bool tap_created; /* tap: the device is ours and goes when the link closes */
@@ -37,6 +37,30 @@ struct stack_rt {
  * returns -errno and writes one line for the user into err (what failed, and why).
  */
 int stack_rt_open(struct stack_rt *rt, const struct onr_config *cfg, char *err, size_t errlen);
+
+/* The control plane of this process's stack (this image's own: routes, neighbours). */
+struct cplane *stack_rt_cplane(const struct stack_rt *rt);
+
+/*
+ * What of a running stack holds in one program image only (link.h's struct link_image, the
+ * clock's and neighbour lookups' function pointers). The processes of a stack share rt, and
+ * a process that execs keeps the stack in a new image (design §8): each image saves its own
+ * and puts it in place when it takes the stack lock after another image held it.
+ */
+struct stack_rt_image {
+	struct link_image link;
+};
+void stack_rt_image_save(struct stack_rt *rt, struct stack_rt_image *img);
+void stack_rt_image_apply(struct stack_rt *rt, const struct stack_rt_image *img);
+
+/*
+ * A new image of a process that ran the stack (exec) takes it over: rt is where the old
+ * image left it (shared memory this image mapped again at the same address) and the
+ * region's and link's fds are still open. Maps the region again where it was, maps the
+ * link's rings into this image, opens this image's control plane and fills img (to apply
+ * under the stack lock). 0, or -errno with one line for the user in err.
+ */
+int stack_rt_adopt(struct stack_rt *rt, struct stack_rt_image *img, char *err, size_t errlen);
 
 /* Abort what is left, give every buffer back, close the link and remove the region. */
 void stack_rt_close(struct stack_rt *rt);

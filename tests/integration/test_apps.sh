@@ -58,11 +58,15 @@ curl_server_case() # a kernel curl fetches from a web server (python3) under onr
 	pass "3 x 8 MiB served"
 }
 
-socat_server_case() # socat echo server with a child per connection (fork shares the stack)
+# socat_server_case LINK [nofork]: socat echo server with a child per connection (fork
+# shares the stack); with nofork the child execs cat with the connection as its stdin and
+# stdout (inetd-style), so the new image serves an inherited accelerated socket.
+socat_server_case()
 {
 	app_topo "$1"
 	make_file "$CASE_DIR/data" $((4 << 20))
-	onramp_start echo "$CASE_DIR/echo.out" socat TCP-LISTEN:5000,reuseaddr,fork EXEC:cat
+	onramp_start echo "$CASE_DIR/echo.out" socat TCP-LISTEN:5000,reuseaddr,fork \
+		"EXEC:cat${2:+,$2}"
 	for _ in $(seq 100); do
 		"$SDUMP" --json lots "it$CASE_ID-echo" 2> /dev/null |
 			jq -e '.stacks[0].sockets.rows[]? | select(.state == "LISTEN")' > /dev/null && break
@@ -76,7 +80,7 @@ socat_server_case() # socat echo server with a child per connection (fork shares
 	"$SDUMP" --json lots "it$CASE_ID-echo" > "$CASE_DIR/echo.json"
 	through_stack echo passive 2 $((8 << 20)) $((8 << 20))
 	check_pool_full "it$CASE_ID-echo"
-	pass "2 x 4 MiB echoed by forked children"
+	pass "2 x 4 MiB echoed by forked children${2:+ that exec cat}"
 }
 
 socat_client_case()
@@ -262,6 +266,7 @@ for link in ${ONRAMP_TEST_LINKS:-tap xdp}; do
 	run_case "curl-client $link" curl_client_case $link
 	run_case "curl-server $link" curl_server_case $link
 	run_case "socat-server-fork $link" socat_server_case $link
+	run_case "socat-server-exec $link" socat_server_case $link nofork
 	run_case "socat-client $link" socat_client_case $link
 	run_case "dual-listener $link" dual_case $link
 done

@@ -9,6 +9,8 @@
 # epoll_fork_check: one epoll set shared across fork (a child's ADD, close, one-shot report
 # and DEL seen by the parent; pre-forked workers on one set with an exclusive listener).
 # info_check: TCP_INFO, recvmsg's ancillary data and IP_TOS/IP_TTL from the stack.
+# exec_check: accelerated sockets across exec (a forked child's new image, and the process's
+# own), a close-on-exec one closed by the exec.
 source "$(dirname "$0")/lib.sh"
 require_root
 LIB=$(realpath "$BUILD/libonramp.so")
@@ -33,4 +35,5 @@ run_case "poll-select-epoll" prog_case poll_check 0
 run_case "poll-select-epoll EF_POLL_USEC=50" prog_case poll_check 50
 run_case "epoll-shared-across-fork" prog_case epoll_fork_check 0
 run_case "epoll-shared-across-fork EF_POLL_USEC=50" prog_case epoll_fork_check 50
+run_case "exec" prog_case exec_check 0
 finish
