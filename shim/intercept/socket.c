@@ -227,6 +227,7 @@ EXPORT int bind(int fd, const struct sockaddr *a, socklen_t len)
 	struct onr_fd *e = onr_fd_get(fd);
 	struct stack_rt *rt;
 	struct sock_addr sa;
+	bool kernel_bound;
 	int rc;
 
 	ONR_REAL_READY();
@@ -248,6 +249,7 @@ EXPORT int bind(int fd, const struct sockaddr *a, socklen_t len)
 	rc = real_bind(fd, a, len);
 	if (rc < 0 && errno != EADDRNOTAVAIL)
 		return rc;
+	kernel_bound = rc == 0;
 	if (rc == 0 && sa.port_be16 == 0) {
 		struct sockaddr_in kn;
 		socklen_t kl = sizeof(kn);
@@ -260,7 +262,9 @@ EXPORT int bind(int fd, const struct sockaddr *a, socklen_t len)
 	if (rc == -ENOPROTOOPT) {
 		onr_unlock();
 		to_kernel(fd, "an option the stack lacks");
-		return 0;
+		/* the socket is the kernel's now: its bind's answer is the answer (on tap the
+		 * stack's address is not the kernel's, so EADDRNOTAVAIL) */
+		return kernel_bound ? 0 : (int)onr_ret(-EADDRNOTAVAIL);
 	}
 	if (rc == 0) {
 		rc = sock_bind(&rt->stack, e->id, &sa);

@@ -385,6 +385,24 @@ static void test_close_all(void)
 	close(l);
 }
 
+/* ---- an option the stack lacks ------------------------------------------------------- */
+
+/* Set before bind, it leaves the socket with the kernel, and the kernel's bind answers: on
+ * the tap the stack's address is not the kernel's. */
+static void test_option_the_stack_lacks(void)
+{
+	struct sockaddr_in a = sin_of(STACK_IP, 7405);
+	int one = 1, u = socket(AF_INET, SOCK_DGRAM, 0), rc, err;
+
+	setsockopt(u, IPPROTO_IP, IP_RECVOPTS, &one, sizeof(one));
+	rc = bind(u, (struct sockaddr *)&a, sizeof(a));
+	err = errno;
+	CHECK(rc < 0 && err == EADDRNOTAVAIL,
+	      "bind to the stack's address after an option the stack lacks: the kernel's "
+	      "EADDRNOTAVAIL (got %d, %s)", rc, rc < 0 ? strerror(err) : "bound");
+	close(u);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -392,6 +410,7 @@ int main(void)
 	test_shared_socket();
 	test_signals();
 	test_close_all();
+	test_option_the_stack_lacks();
 	printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
 	return failures != 0;
 }
