@@ -1201,56 +1201,59 @@ __attribute__((visibility("default"))) int execvp(const char *file, char *const 
 	return execvpe(file, argv, environ);
 }
 
-/* The execl family's arguments as an argv (and, for execle, the envp after its NULL). */
-#define EXECL_ARGV(first, ap, argv, n)                                                        \
-	do {                                                                                  \
-		va_list c;                                                                    \
-		va_copy(c, ap);                                                               \
-		n = 1;                                                                        \
-		while (va_arg(c, const char *))                                               \
-			n++;                                                                  \
-		va_end(c);                                                                    \
-		argv = alloca((n + 1) * sizeof(char *));                                      \
-		argv[0] = (char *)(first);                                                    \
-		for (size_t i_ = 1; i_ <= n; i_++)                                            \
-			argv[i_] = va_arg(ap, char *);                                        \
-	} while (0)
+/* The execl family: its arguments (and, for execle, the envp after their NULL) as arrays. */
+enum execl_kind { EXECL, EXECLP, EXECLE };
+
+static int execl_any(enum execl_kind kind, const char *path, const char *arg, va_list ap)
+{
+	char **argv, **envp = environ;
+	size_t n = 1;
+	va_list c;
+
+	va_copy(c, ap);
+	while (va_arg(c, const char *))
+		n++;
+	va_end(c);
+	argv = alloca((n + 1) * sizeof(*argv));
+	argv[0] = (char *)arg;
+	for (size_t i = 1; i <= n; i++)
+		argv[i] = va_arg(ap, char *);
+	if (kind == EXECLE)
+		envp = va_arg(ap, char **);
+	return kind == EXECLP ? execvpe(path, argv, envp) : execve(path, argv, envp);
+}
 
 __attribute__((visibility("default"))) int execl(const char *path, const char *arg, ...)
 {
 	va_list ap;
-	char **argv;
-	size_t n;
+	int rc;
 
 	va_start(ap, arg);
-	EXECL_ARGV(arg, ap, argv, n);
+	rc = execl_any(EXECL, path, arg, ap);
 	va_end(ap);
-	return execve(path, argv, environ);
+	return rc;
 }
 
 __attribute__((visibility("default"))) int execlp(const char *file, const char *arg, ...)
 {
 	va_list ap;
-	char **argv;
-	size_t n;
+	int rc;
 
 	va_start(ap, arg);
-	EXECL_ARGV(arg, ap, argv, n);
+	rc = execl_any(EXECLP, file, arg, ap);
 	va_end(ap);
-	return execvpe(file, argv, environ);
+	return rc;
 }
 
 __attribute__((visibility("default"))) int execle(const char *path, const char *arg, ...)
 {
 	va_list ap;
-	char **argv, **envp;
-	size_t n;
+	int rc;
 
 	va_start(ap, arg);
-	EXECL_ARGV(arg, ap, argv, n);
-	envp = va_arg(ap, char **);
+	rc = execl_any(EXECLE, path, arg, ap);
 	va_end(ap);
-	return execve(path, argv, envp);
+	return rc;
 }
 
 /* The new image gives up the stack it was handed: the fds kept for it close, and the
