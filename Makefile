@@ -74,6 +74,7 @@ POLL_CHECK := $(B)/tests/intercept/poll_check
 MT_CHECK   := $(B)/tests/intercept/mt_check
 EPFORK_CHECK := $(B)/tests/intercept/epoll_fork_check
 INFO_CHECK := $(B)/tests/intercept/info_check
+OOB_CHECK  := $(B)/tests/intercept/oob_check
 EXEC_CHECK := $(B)/tests/intercept/exec_check
 LAUNCHER   := $(B)/tools/onramp/onramp
 
@@ -87,6 +88,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 	      $(B)/tests/unit/stack/test_sock_wait \
 	      $(B)/tests/unit/stack/test_tcp_features \
 	      $(B)/tests/unit/stack/test_tcp_pressure \
+	      $(B)/tests/unit/stack/test_tcp_urgent \
 	      $(B)/tests/unit/stack/test_sock_info \
 	      $(B)/tests/unit/tools/test_stackdump \
 	      $(B)/tests/unit/cplane/test_cplane \
@@ -95,7 +97,7 @@ UNIT_TESTS := $(B)/tests/unit/env/test_params \
 
 ALL := $(LIB_ENV) $(LIB_PKT) $(LIB_STACK) $(LIB_LINK) $(LIB_CPLANE) $(LIB_SDUMP) $(STACKDUMP) \
 	$(BENCH_POOL) $(BENCH_TCP) $(BENCH_LINK) $(XFER) $(LAUNCHER) $(LIBONRAMP) $(POLL_CHECK) $(MT_CHECK) \
-	$(EPFORK_CHECK) $(INFO_CHECK) $(EXEC_CHECK)
+	$(EPFORK_CHECK) $(INFO_CHECK) $(EXEC_CHECK) $(OOB_CHECK)
 
 .PHONY: all check unit integration docs docs-check demo bench install deps clean format fuzz fuzz-check
 .PHONY: uninstall launcher-check
@@ -191,6 +193,8 @@ $(B)/tests/unit/stack/test_tcp: $(call obj,tests/unit/stack/test_tcp.c) $(STACKP
 $(B)/tests/unit/stack/test_tcp_features: $(call obj,tests/unit/stack/test_tcp_features.c) \
 	$(STACKPAIR) $(FRAMES) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_tcp_pressure: $(call obj,tests/unit/stack/test_tcp_pressure.c) \
+	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+$(B)/tests/unit/stack/test_tcp_urgent: $(call obj,tests/unit/stack/test_tcp_urgent.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_sock_info: $(call obj,tests/unit/stack/test_sock_info.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)

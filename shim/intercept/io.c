@@ -57,8 +57,8 @@ static long op_recv(struct stack *s, const struct onr_fd *e, void *arg)
 	struct sock_rx_info got;
 	long rc;
 
-	rc = sock_recvmsg(s, e->id, ra->buf, ra->len, ra->flags & (MSG_PEEK | MSG_TRUNC), &ra->from,
-			  ra->info ? &got : NULL);
+	rc = sock_recvmsg(s, e->id, ra->buf, ra->len, ra->flags & (MSG_PEEK | MSG_TRUNC | MSG_OOB),
+			  &ra->from, ra->info ? &got : NULL);
 	/* kept from the last receive that read something: a TCP recvmsg over several
 	 * iovecs ends with one that finds nothing */
 	if (ra->info && got.arrival_ns)
@@ -76,11 +76,15 @@ static ssize_t recv_flat(struct onr_fd *e, void *buf, size_t len, int flags, str
 	long rc;
 
 	/* Linux's TCP and UDP receive ignore the flags they have no use for (MSG_NOSIGNAL,
-	 * which sockperf passes, among them); urgent data and the error queue are not kept */
-	if (flags & MSG_OOB)
-		return -EINVAL;
+	 * which sockperf passes, among them); the error queue is not kept */
 	if (flags & MSG_ERRQUEUE)
 		return -EAGAIN;
+	if (flags & MSG_OOB) {
+		/* TCP's urgent byte never waits (Linux's tcp_recv_urg): EAGAIN until it came */
+		if (e->type != SOCK_T_TCP)
+			return -EINVAL;
+		return onr_blocking(e, true, SOCK_EV_IN, 0, op_recv, &ra);
+	}
 	for (;;) {
 		ra.buf = (char *)buf + got;
 		ra.len = len - got;
@@ -326,7 +330,7 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	rc = recv_iov(e, m->msg_iov, (int)m->msg_iovlen, flags, &from, &trunc, &info);
 	if (rc < 0)
 		return onr_ret(rc);
-	m->msg_flags = trunc ? MSG_TRUNC : 0;
+	m->msg_flags = (trunc ? MSG_TRUNC : 0) | (flags & MSG_OOB); /* urgent data says so */
 	recvmsg_cmsgs(e, m, &info);
 	if (m->msg_name) {
 		socklen_t l = m->msg_namelen;
@@ -388,7 +392,7 @@ static long op_send(struct stack *s, const struct onr_fd *e, void *arg)
 {
 	struct send_arg *sa = arg;
 
-	return sock_send(s, e->id, sa->buf, sa->len, sa->flags & MSG_MORE, sa->to);
+	return sock_send(s, e->id, sa->buf, sa->len, sa->flags & (MSG_MORE | MSG_OOB), sa->to);
 }
 
 /* EPIPE raises SIGPIPE, as the kernel does for a stream socket, unless MSG_NOSIGNAL. */
@@ -407,8 +411,8 @@ static ssize_t send_flat(struct onr_fd *e, const void *buf, size_t len, int flag
 	size_t sent = 0;
 	long rc;
 
-	if (flags & MSG_OOB)
-		return -EOPNOTSUPP; /* no urgent data */
+	if (e->type == SOCK_T_UDP && (flags & MSG_OOB))
+		return -EOPNOTSUPP; /* no urgent data in a datagram (Linux's udp_sendmsg) */
 	if (e->type == SOCK_T_UDP)
 		return onr_blocking(e, nonblock, SOCK_EV_OUT, e->sndtimeo_ns, op_send, &sa);
 	do {
@@ -450,9 +454,10 @@ static ssize_t send_iov(struct onr_fd *e, const struct iovec *iov, int n, int fl
 			ssize_t rc;
 			if (!iov[i].iov_len)
 				continue;
-			/* more follows: let the stack fill segments across the iovecs */
+			/* more follows: let the stack fill segments across the iovecs; the
+			 * urgent byte (MSG_OOB) is the last of the last one */
 			rc = send_flat(e, iov[i].iov_base, iov[i].iov_len,
-				       i + 1 < n ? flags | MSG_MORE : flags, to);
+				       i + 1 < n ? (flags | MSG_MORE) & ~MSG_OOB : flags, to);
 			if (rc < 0)
 				return sent ? (ssize_t)sent : rc;
 			sent += (size_t)rc;

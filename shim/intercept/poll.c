@@ -401,8 +401,8 @@ static bool fdsets_have_stack(int n, fd_set *r, fd_set *w, fd_set *e)
 	return false;
 }
 
-/* Read = POLLIN|POLLHUP|POLLERR, write = POLLOUT|POLLERR, except = POLLPRI (none on a
- * stack socket): Linux's POLLIN_SET, POLLOUT_SET, POLLEX_SET (fs/select.c). */
+/* Read = POLLIN|POLLHUP|POLLERR, write = POLLOUT|POLLERR, except = POLLPRI (TCP urgent
+ * data): Linux's POLLIN_SET, POLLOUT_SET, POLLEX_SET (fs/select.c). */
 static int selset_scan(struct onr_waiter *w, bool keep)
 {
 	struct selset *ss = (struct selset *)w;
@@ -416,7 +416,8 @@ static int selset_scan(struct onr_waiter *w, bool keep)
 		const struct onr_fd *e;
 		short rev;
 
-		if (!sel_isset(ss->user[SEL_R], fd) && !sel_isset(ss->user[SEL_W], fd))
+		if (!sel_isset(ss->user[SEL_R], fd) && !sel_isset(ss->user[SEL_W], fd) &&
+		    !sel_isset(ss->user[SEL_E], fd))
 			continue;
 		e = onr_fd_get(fd);
 		if (!e || e->kind != ONR_FD_STACK)
@@ -429,6 +430,10 @@ static int selset_scan(struct onr_waiter *w, bool keep)
 		}
 		if (sel_isset(ss->user[SEL_W], fd) && (rev & (POLLOUT | POLLWRNORM | POLLERR))) {
 			sel_set(ss->sout[SEL_W], fd);
+			ready++;
+		}
+		if (sel_isset(ss->user[SEL_E], fd) && (rev & POLLPRI)) {
+			sel_set(ss->sout[SEL_E], fd);
 			ready++;
 		}
 	}

@@ -309,6 +309,8 @@ short onr_fd_revents(const struct onr_fd *e)
 
 	if (ev & SOCK_EV_IN)
 		r |= POLLIN | POLLRDNORM;
+	if (ev & SOCK_EV_PRI)
+		r |= POLLPRI;
 	if (ev & SOCK_EV_OUT)
 		r |= POLLOUT | POLLWRNORM;
 	if (ev & SOCK_EV_ERR)

@@ -986,6 +986,22 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 		*(int *)arg = v;
 		return 0;
 	}
+	case SIOCATMARK: {
+		int rc;
+		/* UDP: the kernel socket answers as Linux does for a datagram socket */
+		if (e->type != SOCK_T_TCP)
+			return real_ioctl(fd, req, arg);
+		if (!arg)
+			return (int)onr_ret(-EFAULT);
+		if (onr_lock() != 0)
+			return (int)onr_ret(-EIO);
+		rc = sock_at_mark(&onr_stack_if_ready()->stack, e->id);
+		onr_unlock();
+		if (rc < 0)
+			return (int)onr_ret(rc);
+		*(int *)arg = rc;
+		return 0;
+	}
 	default:
 		return real_ioctl(fd, req, arg);
 	}

@@ -304,6 +304,8 @@ ssize_t sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int
 		return -EBADF;
 	if (so->type == SOCK_T_TCP)
 		return to ? -EISCONN : tcp_sock_send(s, id, buf, len, flags);
+	if (flags & SOCK_MSG_OOB)
+		return -EOPNOTSUPP; /* no urgent data in a datagram (Linux's udp_sendmsg) */
 	if (so->shut & 2)
 		return -EPIPE;
 	if (so->so_error) {
@@ -357,8 +359,12 @@ ssize_t sock_recvmsg(struct stack *s, uint32_t id, void *buf, size_t len, int fl
 			from->addr_be32 = so->raddr_be32;
 			from->port_be16 = so->rport_be16;
 		}
+		if (flags & SOCK_MSG_OOB)
+			return tcp_sock_recv_urg(s, id, buf, len, flags);
 		return tcp_sock_recv(s, id, buf, len, flags, info ? &info->arrival_ns : NULL);
 	}
+	if (flags & SOCK_MSG_OOB)
+		return -EOPNOTSUPP;
 	if (so->so_error) {
 		int err = so->so_error;
 		so->so_error = 0;
@@ -435,6 +441,15 @@ unsigned sock_events(struct stack *s, uint32_t id)
 	return ev;
 }
 
+int sock_at_mark(struct stack *s, uint32_t id)
+{
+	struct stack_sock *so = sock_get(s, id);
+
+	if (!so)
+		return -EBADF;
+	return so->type == SOCK_T_TCP ? tcp_sock_at_mark(s, id) : -EOPNOTSUPP;
+}
+
 int sock_getname(struct stack *s, uint32_t id, struct sock_addr *a)
 {
 	struct stack_sock *so = sock_get(s, id);
@@ -505,6 +520,10 @@ static int sock_setopt_common(struct stack_sock *so, int level, int name, int va
 		case SO_TIMESTAMPNS_NEW:
 			sock_set_tstamp(so, name, value);
 			return 1;
+		case SO_OOBINLINE:
+			so->flags = (uint8_t)(value ? so->flags | SOCK_F_OOBINLINE
+						    : so->flags & ~SOCK_F_OOBINLINE);
+			return 1;
 		default:
 			return 0;
 		}
@@ -553,6 +572,9 @@ static int sock_getopt_common(const struct stack_sock *so, int level, int name, 
 			return 1;
 		case SO_TIMESTAMPNS_NEW:
 			*value = ts == (SOCK_RXO_TSTAMP | SOCK_RXO_TS_NS | SOCK_RXO_TS_NEW);
+			return 1;
+		case SO_OOBINLINE:
+			*value = !!(so->flags & SOCK_F_OOBINLINE);
 			return 1;
 		default:
 			return 0;

@@ -13,6 +13,7 @@
 #include "stack.h"
 
 /* Flags of sock_send/sock_recv: Linux's MSG_* values. */
+#define SOCK_MSG_OOB	  0x01 /* TCP urgent data: send marks its last byte, recv takes it */
 #define SOCK_MSG_PEEK	  0x02
 #define SOCK_MSG_TRUNC	  0x20
 #define SOCK_MSG_DONTWAIT 0x40
@@ -44,11 +45,14 @@ int sock_connect(struct stack *s, uint32_t id, const struct sock_addr *a);
 
 /* Send len bytes (to `to`, or the connected peer when NULL). Returns len or -errno:
  * -EDESTADDRREQ, -EMSGSIZE, -EAGAIN (no buffer now), -EHOSTUNREACH, -ECONNREFUSED
- * (a pending ICMP error), -EPIPE after shutdown(SHUT_WR). */
+ * (a pending ICMP error), -EPIPE after shutdown(SHUT_WR). TCP with SOCK_MSG_OOB: the last
+ * byte sent is urgent; UDP: -EOPNOTSUPP. */
 ssize_t sock_send(struct stack *s, uint32_t id, const void *buf, size_t len, int flags,
 		  const struct sock_addr *to);
 /* Receive into buf. UDP: one datagram, truncated to len (the full length with MSG_TRUNC);
- * `from` gets the sender. Returns bytes, 0 after shutdown(SHUT_RD), or -EAGAIN. */
+ * `from` gets the sender. Returns bytes, 0 after shutdown(SHUT_RD), or -EAGAIN. TCP: a read
+ * ends at the urgent mark once it has read something; with SOCK_MSG_OOB it takes the
+ * urgent byte instead (tcp_sock_recv_urg's errors; -EOPNOTSUPP for UDP). */
 ssize_t sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
 		  struct sock_addr *from);
 
@@ -73,6 +77,9 @@ int sock_shutdown(struct stack *s, uint32_t id, int how);
 
 /* SOCK_EV_* now true of the socket. */
 unsigned sock_events(struct stack *s, uint32_t id);
+/* SIOCATMARK: 1 when the next byte a TCP read gives is at the urgent mark, else 0;
+ * -EBADF, -EOPNOTSUPP for UDP. */
+int sock_at_mark(struct stack *s, uint32_t id);
 
 /*
  * Sleep until one of `events` (SOCK_EV_*; ERR and HUP always count) is true of the socket,
@@ -92,7 +99,8 @@ int sock_getname(struct stack *s, uint32_t id, struct sock_addr *a);
 int sock_getpeer(struct stack *s, uint32_t id, struct sock_addr *a);
 
 /* SOL_SOCKET options: SO_RCVBUF, SO_SNDBUF (Linux doubles the value and floors it),
- * SO_ERROR (read and clear), SO_TIMESTAMP and SO_TIMESTAMPNS (_OLD and _NEW); IPPROTO_IP:
+ * SO_ERROR (read and clear), SO_TIMESTAMP and SO_TIMESTAMPNS (_OLD and _NEW), SO_OOBINLINE
+ * (kept by UDP sockets too, as Linux, with no effect there); IPPROTO_IP:
  * IP_TOS, IP_TTL (-1: the default), IP_PKTINFO, IP_RECVTOS, IP_RECVTTL, and for UDP
  * IP_MTU_DISCOVER; TCP's own (tcp_sock_setopt). -ENOPROTOOPT for others. */
 int sock_setopt(struct stack *s, uint32_t id, int level, int name, int value);

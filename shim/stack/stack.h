@@ -72,6 +72,7 @@ enum sock_type { SOCK_T_FREE = 0, SOCK_T_UDP = 1, SOCK_T_TCP = 2 };
 
 /* Readiness, as poll(2) events. */
 #define SOCK_EV_IN  0x001
+#define SOCK_EV_PRI 0x002 /* TCP urgent data to read (recv MSG_OOB, or inline) */
 #define SOCK_EV_OUT 0x004
 #define SOCK_EV_ERR 0x008
 #define SOCK_EV_HUP 0x010
@@ -112,6 +113,7 @@ struct stack_sock {
 #define SOCK_F_NONBLOCK	 0x04
 #define SOCK_F_PMTU_DO	 0x08 /* UDP IP_MTU_DISCOVER DO, PROBE, INTERFACE: never fragment */
 #define SOCK_F_PMTU_DONT 0x10 /* UDP IP_MTU_DISCOVER DONT: never set DF */
+#define SOCK_F_OOBINLINE 0x20 /* SO_OOBINLINE: TCP urgent data stays in the stream */
 
 /* Ancillary data a receive reports (stack_sock.rx_opts), as the socket options ask. */
 #define SOCK_RXO_PKTINFO 0x01 /* IP_PKTINFO (UDP) */

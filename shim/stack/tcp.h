@@ -61,7 +61,18 @@ static inline bool tcp_seq_geq(uint32_t a, uint32_t b)
 	return (int32_t)(a - b) >= 0;
 }
 
-struct stack_sock;
+/* Received bytes ready to read (the peer's urgent byte among them, until read past). */
+static inline uint32_t tcp_rxq_ready(const struct stack_sock *so)
+{
+	return so->rxq_bytes - so->tcp.rxq_off;
+}
+
+/* The sequence of the next byte to read (Linux's copied_seq): rcv_nxt counts the peer's
+ * FIN once it came in order, and the receive queue holds everything in between. */
+static inline uint32_t tcp_copied_seq(const struct stack_sock *so)
+{
+	return so->tcp.rcv_nxt - tcp_rxq_ready(so) - !!(so->tcp.tflags & TCP_F_PEER_FIN);
+}
 
 /* tcp_in.c */
 void tcp_input(struct stack *s, uint32_t head, const struct ipv4_hdr *ip);
@@ -130,6 +141,13 @@ ssize_t tcp_sock_send(struct stack *s, uint32_t id, const void *buf, size_t len,
 /* *arrival_ns (when not NULL): when the last segment read from arrived (stack clock). */
 ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
 		      uint64_t *arrival_ns);
+/* recv(MSG_OOB): the urgent byte, once (SOCK_MSG_PEEK keeps it). -EINVAL when there is
+ * none, it was read, or SO_OOBINLINE; -EAGAIN while announced and not yet arrived. */
+ssize_t tcp_sock_recv_urg(struct stack *s, uint32_t id, void *buf, size_t len, int flags);
+/* SIOCATMARK: whether the next byte to read is the urgent one (the reader is at the mark). */
+int tcp_sock_at_mark(struct stack *s, uint32_t id);
+/* Drop n bytes from the front of the receive queue (the urgent byte, out of band). */
+void tcp_rxq_skip(struct stack *s, struct stack_sock *so, uint32_t n);
 int tcp_sock_shutdown(struct stack *s, uint32_t id, int how);
 int tcp_sock_close(struct stack *s, uint32_t id);
 unsigned tcp_sock_events(struct stack *s, uint32_t id);

@@ -74,6 +74,19 @@ enum tcp_state {
 #define TCP_F_ORPHAN	 0x0800 /* closed by the application; the stack finishes it */
 #define TCP_F_QUICKACK	 0x1000
 #define TCP_F_ACCEPTED	 0x2000 /* taken by accept() */
+#define TCP_F_URG_SEND	 0x4000 /* urgent data sent and not yet acknowledged: snd_up */
+
+/*
+ * Urgent data received (tcp_cb.urg_state), as Linux's tp->urg_data: a peer's urgent pointer
+ * announced a byte at urg_seq; once it has arrived it is kept in urg_byte, out of the
+ * stream unless SO_OOBINLINE, until recv(MSG_OOB) takes it or the reader passes the mark.
+ */
+enum tcp_urg_state {
+	TCP_URG_NONE = 0,
+	TCP_URG_NOTYET, /* announced, the byte has not arrived */
+	TCP_URG_VALID,	/* the byte is in urg_byte: POLLPRI, recv(MSG_OOB) gives it */
+	TCP_URG_READ,	/* recv(MSG_OOB) took it; reads still step over it */
+};
 
 struct tcp_cb {
 	uint32_t iss, irs;
@@ -166,7 +179,12 @@ struct tcp_cb {
 	uint32_t dsack_dups;		      /* D-SACKs received (RFC 2883) */
 	uint32_t reord_seen;		      /* deliveries RACK saw out of order */
 	uint32_t rcv_ooopack;		      /* segments queued out of order */
-	uint32_t reserved;
+	/* urgent data (RFC 9293 §3.8.5, BSD's reading: the pointer is one past the byte) */
+	uint32_t snd_up;   /* sequence after our last urgent byte, while TCP_F_URG_SEND */
+	uint32_t urg_seq;  /* sequence of the peer's urgent byte, unless urg_state is NONE */
+	uint8_t urg_state; /* enum tcp_urg_state */
+	uint8_t urg_byte;  /* the byte, while urg_state is VALID */
+	uint16_t reserved;
 };
 
 #endif

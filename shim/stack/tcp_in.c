@@ -566,6 +566,8 @@ static void tcp_ack_new(struct stack *s, uint32_t id, uint32_t ack, const struct
 
 	rtt_us = sndq_release(s, so, fin_acked ? ack - 1 : ack);
 	t->snd_una = ack;
+	if ((t->tflags & TCP_F_URG_SEND) && tcp_seq_geq(ack, t->snd_up))
+		t->tflags &= (uint16_t)~TCP_F_URG_SEND; /* the urgent byte is delivered */
 	t->bytes_acked += acked;
 	if (tcp_seq_lt(t->snd_nxt, ack))
 		t->snd_nxt = ack;
@@ -772,7 +774,7 @@ static int tcp_child_create(struct stack *s, uint32_t lid, const struct tcp_seg 
 	c->rport_be16 = seg->th->sport_be16;
 	c->rcvbuf = l->rcvbuf;
 	c->sndbuf = l->sndbuf;
-	c->flags |= SOCK_F_BOUND | SOCK_F_CONNECTED;
+	c->flags |= SOCK_F_BOUND | SOCK_F_CONNECTED | (l->flags & SOCK_F_OOBINLINE);
 	c->tcp.tflags |= (uint16_t)(l->tcp.tflags & (TCP_F_NODELAY | TCP_F_KEEPALIVE));
 	c->tcp.keepidle_s = l->tcp.keepidle_s;
 	c->tcp.keepintvl_s = l->tcp.keepintvl_s;
@@ -1030,6 +1032,46 @@ static bool tcp_rx_ack(struct stack *s, uint32_t id, struct tcp_seg *seg)
 	return true;
 }
 
+/*
+ * A segment's urgent pointer (RFC 9293 §3.10.7.4 sixth check; Linux's tcp_check_urg, which
+ * reads it as BSD does: one past the urgent byte). A new pointer, beyond what was read and
+ * received and beyond the one known, replaces it: the byte it names is awaited.
+ */
+static void tcp_urg_note(struct stack *s, struct stack_sock *so, const struct tcp_seg *seg)
+{
+	struct tcp_cb *t = &so->tcp;
+	uint32_t urp = ntohs(seg->th->urp_be16), ptr = seg->seq + urp - !!urp;
+	uint32_t copied = tcp_copied_seq(so);
+
+	if (tcp_seq_gt(copied, ptr) || tcp_seq_lt(ptr, t->rcv_nxt))
+		return; /* read already, or received already: an old pointer again */
+	if (t->urg_state != TCP_URG_NONE && !tcp_seq_gt(ptr, t->urg_seq))
+		return;
+	/* The reader stands at the old urgent byte, which a read would step over: the new
+	 * pointer ends that, so step over it now lest it be read as data (Linux does). */
+	if (t->urg_state != TCP_URG_NONE && t->urg_seq == copied &&
+	    !(so->flags & SOCK_F_OOBINLINE) && tcp_rxq_ready(so))
+		tcp_rxq_skip(s, so, 1);
+	t->urg_seq = ptr;
+	t->urg_state = TCP_URG_NOTYET;
+}
+
+/* Urgent data (Linux's tcp_urg): note a new pointer; keep the awaited byte once a segment
+ * brings it, in order or not (its readers learn of it from POLLPRI at once). */
+static void tcp_rx_urg(struct stack *s, struct stack_sock *so, const struct tcp_seg *seg)
+{
+	struct tcp_cb *t = &so->tcp;
+	uint32_t off;
+
+	if (seg->flags & TCP_URG)
+		tcp_urg_note(s, so, seg);
+	off = t->urg_seq - seg->seq;
+	if (t->urg_state == TCP_URG_NOTYET && off < seg->len) {
+		pkt_chain_copy_out(s->pool, seg->head, off, &t->urg_byte, 1);
+		t->urg_state = TCP_URG_VALID;
+	}
+}
+
 /* Payload and FIN of an acceptable segment. */
 static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
 {
@@ -1046,6 +1088,9 @@ static void tcp_rx_data(struct stack *s, uint32_t id, struct tcp_seg *seg)
 			t->tw_at = stack_clock_now(s->clock) + TCP_TIME_WAIT_NS;
 		return;
 	}
+	/* one test on the common path: no urgent pointer, none awaited */
+	if (__builtin_expect((seg->flags & TCP_URG) || t->urg_state == TCP_URG_NOTYET, 0))
+		tcp_rx_urg(s, so, seg);
 	if (seg->len && (t->tflags & TCP_F_ORPHAN) && (so->shut & 1)) {
 		/* data for a socket the application closed: Linux resets */
 		tcp_send_rst_for(s, id);

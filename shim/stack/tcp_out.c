@@ -333,6 +333,15 @@ static int tcp_xmit(struct stack *s, uint32_t id, uint32_t seq, uint32_t len, ui
 	    (uint16_t)((flags & TCP_SYN) ? (wnd > 65535 ? 65535 : wnd) : wnd >> t->rcv_wscale));
 	th->csum_be16 = 0;
 	th->urp_be16 = 0;
+	if (__builtin_expect(t->tflags & TCP_F_URG_SEND, 0) && tcp_seq_lt(seq, t->snd_up) &&
+	    !(flags & (TCP_SYN | TCP_RST))) {
+		/* urgent data at or after seq (RFC 9293 §3.8.5): every segment until it is
+		 * acknowledged says where it ends, retransmissions too; a pointer too far for
+		 * 16 bits says "further than here" (Linux's tcp_transmit_skb) */
+		uint32_t up = t->snd_up - seq;
+		th->flags |= TCP_URG;
+		th->urp_be16 = htons((uint16_t)(up > 65535 ? 65535 : up));
+	}
 	memcpy(th + 1, opts, optlen);
 	if (flags & TCP_ACK) {
 		uint32_t adv =
@@ -569,7 +578,8 @@ static void tcp_skip_sacked(struct stack *s, struct tcp_cb *t)
  * segment until uncorked). */
 static bool tcp_should_hold(const struct tcp_cb *t, uint32_t len, bool full, uint32_t unsent)
 {
-	if (full || (t->tflags & TCP_F_FIN_QUEUED))
+	/* urgent data and the FIN never wait, corked or not (Linux's tcp_nagle_test) */
+	if (full || (t->tflags & (TCP_F_FIN_QUEUED | TCP_F_URG_SEND)))
 		return false;
 	if (t->tflags & TCP_F_CORK)
 		return true;

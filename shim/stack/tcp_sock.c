@@ -53,6 +53,7 @@ void tcp_free_buffers(struct stack *s, struct stack_sock *so)
 {
 	tcp_free_send_and_ooo(s, &so->tcp);
 	sock_rxq_purge(s, so);
+	so->tcp.urg_state = TCP_URG_NONE; /* no stream left for a mark to be in */
 }
 
 /* Take a child off its listener's accept queue. */
@@ -334,6 +335,12 @@ ssize_t tcp_sock_send(struct stack *s, uint32_t id, const void *buf, size_t len,
 	}
 	if (done) {
 		so->tx_bytes += done;
+		if (flags & SOCK_MSG_OOB) {
+			/* the last byte written is urgent: segments carry the pointer past it
+			 * until it is acknowledged (tcp_xmit), and none waits for Nagle */
+			t->snd_up = t->snd_una + t->sndq_bytes;
+			t->tflags |= TCP_F_URG_SEND;
+		}
 		if (flags & SOCK_MSG_MORE) {
 			uint16_t cork = t->tflags & TCP_F_CORK;
 			t->tflags |= TCP_F_CORK;
@@ -346,10 +353,99 @@ ssize_t tcp_sock_send(struct stack *s, uint32_t id, const void *buf, size_t len,
 	return done ? (ssize_t)done : -EAGAIN;
 }
 
-/* Received bytes ready to read. */
-static uint32_t rxq_ready(const struct stack_sock *so)
+/* Where a read stands in the receive queue: frame h, off bytes into it. */
+struct rxq_cursor {
+	uint32_t h, off;
+};
+
+/* Copy up to len bytes from the cursor into dst (NULL: skip them); without SOCK_MSG_PEEK the
+ * frames read through go back to the pool. Returns the bytes taken. */
+static size_t rxq_take(struct stack *s, struct stack_sock *so, struct rxq_cursor *c, uint8_t *dst,
+		       size_t len, int flags, uint64_t *arrival_ns)
 {
-	return so->rxq_bytes - so->tcp.rxq_off;
+	size_t done = 0;
+
+	while (c->h != ONR_PKT_NIL && done < len) {
+		struct onr_pkt_meta *m = pkt_meta(s->pool, c->h);
+		size_t n = m->frame_len - c->off < len - done ? m->frame_len - c->off : len - done;
+		uint32_t next = m->queue_next;
+
+		if (dst)
+			pkt_chain_copy_out(s->pool, c->h, c->off, dst + done, n);
+		if (arrival_ns)
+			*arrival_ns = sock_arrival_ns(s, m->ts); /* Linux: the last one read */
+		done += n;
+		c->off += (uint32_t)n;
+		if (c->off < m->frame_len)
+			break;
+		c->off = 0;
+		if (!(flags & SOCK_MSG_PEEK)) {
+			so->rxq_head = next;
+			so->rxq_bufs -= pkt_chain_count(s->pool, c->h);
+			so->rxq_bytes -= m->frame_len;
+			pkt_pool_put(s->pool, c->h);
+		}
+		c->h = next;
+	}
+	if (!(flags & SOCK_MSG_PEEK)) {
+		if (so->rxq_head == ONR_PKT_NIL) {
+			so->rxq_tail = ONR_PKT_NIL;
+			c->off = 0;
+		}
+		so->tcp.rxq_off = c->off;
+	}
+	return done;
+}
+
+void tcp_rxq_skip(struct stack *s, struct stack_sock *so, uint32_t n)
+{
+	struct rxq_cursor c = {so->rxq_head, so->tcp.rxq_off};
+
+	rxq_take(s, so, &c, NULL, n, 0, NULL);
+}
+
+/* Bytes a read may return now (Linux's tcp_poll target): the peer's urgent byte at the front
+ * is not one of them unless SO_OOBINLINE, since a read steps over it. */
+static uint32_t rxq_readable(const struct stack_sock *so)
+{
+	uint32_t n = tcp_rxq_ready(so);
+
+	if (so->tcp.urg_state != TCP_URG_NONE && n && !(so->flags & SOCK_F_OOBINLINE) &&
+	    so->tcp.urg_seq == tcp_copied_seq(so))
+		n--;
+	return n;
+}
+
+/*
+ * Urgent data on the way of a read (Linux's tcp_recvmsg): a read ends at the mark when it
+ * has read something; one that starts there steps over the urgent byte (out of band) or
+ * reads it (SO_OOBINLINE). Returns the bytes to step over (0 or 1) and cuts *len to the
+ * mark.
+ */
+static uint32_t rxq_urg_bound(const struct stack_sock *so, size_t *len)
+{
+	uint32_t before = so->tcp.urg_seq - tcp_copied_seq(so);
+
+	if (before == 0)
+		return (so->flags & SOCK_F_OOBINLINE) ? 0 : 1;
+	if (before < *len)
+		*len = before;
+	return 0;
+}
+
+/* The empty queue's answer: a pending error, EOF, or nothing yet. */
+static ssize_t tcp_recv_empty(struct stack_sock *so)
+{
+	if (so->so_error) {
+		int err = so->so_error;
+		so->so_error = 0;
+		return err;
+	}
+	if ((so->tcp.tflags & TCP_F_PEER_FIN) || (so->shut & 1))
+		return 0;
+	if (!(so->flags & SOCK_F_CONNECTED))
+		return -ENOTCONN;
+	return -EAGAIN;
 }
 
 ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int flags,
@@ -357,57 +453,37 @@ ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int f
 {
 	struct stack_sock *so = &s->socks[id];
 	struct tcp_cb *t = &so->tcp;
-	uint32_t before;
-	uint8_t *p = buf;
-	size_t done = 0;
-	uint32_t off = t->rxq_off;
+	struct rxq_cursor c = {so->rxq_head, t->rxq_off};
+	uint32_t before, skip = 0;
+	size_t done;
 
 	if (so->state == TCPS_LISTEN)
 		return -ENOTCONN;
-	if (rxq_ready(so) == 0) {
-		if (so->so_error) {
-			int err = so->so_error;
-			so->so_error = 0;
-			return err;
+	if (tcp_rxq_ready(so) == 0)
+		return tcp_recv_empty(so);
+	if (t->urg_state != TCP_URG_NONE) {
+		skip = rxq_urg_bound(so, &len);
+		if (tcp_rxq_ready(so) == skip) {
+			/* only the urgent byte: a blocking read waits past it (rxq_readable) */
+			if (!(flags & SOCK_MSG_PEEK)) {
+				tcp_rxq_skip(s, so, skip);
+				t->urg_state = TCP_URG_NONE; /* read past, as below */
+			}
+			return tcp_recv_empty(so);
 		}
-		if ((t->tflags & TCP_F_PEER_FIN) || (so->shut & 1))
-			return 0;
-		if (!(so->flags & SOCK_F_CONNECTED))
-			return -ENOTCONN;
-		return -EAGAIN;
 	}
 	if ((flags & SOCK_MSG_WAITALL) && !(flags & (SOCK_MSG_DONTWAIT | SOCK_MSG_PEEK)) &&
-	    rxq_ready(so) < len && !(t->tflags & TCP_F_PEER_FIN) && !so->so_error &&
+	    tcp_rxq_ready(so) < len && !(t->tflags & TCP_F_PEER_FIN) && !so->so_error &&
 	    (so->rxq_bufs + 1) * (uint64_t)ONR_PKT_BUF_SIZE < so->rcvbuf)
 		return -EAGAIN;
 	before = tcp_rcv_window(s, so); /* only now: an empty read should cost nothing */
-	for (uint32_t h = so->rxq_head; h != ONR_PKT_NIL && done < len;) {
-		struct onr_pkt_meta *m = pkt_meta(s->pool, h);
-		size_t n = m->frame_len - off < len - done ? m->frame_len - off : len - done;
-		uint32_t next = m->queue_next;
-
-		pkt_chain_copy_out(s->pool, h, off, p + done, n);
-		if (arrival_ns)
-			*arrival_ns = sock_arrival_ns(s, m->ts); /* Linux: the last one read */
-		done += n;
-		off += (uint32_t)n;
-		if (off < m->frame_len)
-			break;
-		off = 0;
-		if (!(flags & SOCK_MSG_PEEK)) {
-			so->rxq_head = next;
-			so->rxq_bufs -= pkt_chain_count(s->pool, h);
-			so->rxq_bytes -= m->frame_len;
-			pkt_pool_put(s->pool, h);
-		}
-		h = next;
-	}
+	if (skip)
+		rxq_take(s, so, &c, NULL, skip, flags, NULL);
+	done = rxq_take(s, so, &c, buf, len, flags, arrival_ns);
 	if (!(flags & SOCK_MSG_PEEK)) {
-		if (so->rxq_head == ONR_PKT_NIL) {
-			so->rxq_tail = ONR_PKT_NIL;
-			off = 0;
-		}
-		t->rxq_off = off;
+		/* read past the mark: the urgent byte is gone, read or not (Linux) */
+		if (t->urg_state != TCP_URG_NONE && tcp_seq_gt(tcp_copied_seq(so), t->urg_seq))
+			t->urg_state = TCP_URG_NONE;
 		/* a window that opened by two segments or half the buffer is announced now
 		 * (RFC 9293 §3.8.6.2.2) */
 		if (so->state == TCPS_ESTABLISHED || so->state == TCPS_FIN_WAIT_1 ||
@@ -420,6 +496,37 @@ ssize_t tcp_sock_recv(struct stack *s, uint32_t id, void *buf, size_t len, int f
 		}
 	}
 	return (ssize_t)done;
+}
+
+ssize_t tcp_sock_recv_urg(struct stack *s, uint32_t id, void *buf, size_t len, int flags)
+{
+	struct stack_sock *so = &s->socks[id];
+	struct tcp_cb *t = &so->tcp;
+
+	(void)s;
+	if (so->state == TCPS_LISTEN)
+		return -ENOTCONN;
+	if ((so->flags & SOCK_F_OOBINLINE) || t->urg_state == TCP_URG_NONE ||
+	    t->urg_state == TCP_URG_READ)
+		return -EINVAL; /* Linux's tcp_recv_urg: "Yes this is right !" */
+	if (t->urg_state == TCP_URG_VALID) {
+		if (!(flags & SOCK_MSG_PEEK))
+			t->urg_state = TCP_URG_READ;
+		if (!len)
+			return 0;
+		*(uint8_t *)buf = t->urg_byte;
+		return 1;
+	}
+	if ((t->tflags & TCP_F_PEER_FIN) || (so->shut & 1) || so->state == TCPS_CLOSED)
+		return 0;
+	return -EAGAIN; /* announced, not here yet: never waited for (BSD, Linux) */
+}
+
+int tcp_sock_at_mark(struct stack *s, uint32_t id)
+{
+	const struct stack_sock *so = &s->socks[id];
+
+	return so->tcp.urg_state != TCP_URG_NONE && so->tcp.urg_seq == tcp_copied_seq(so);
 }
 
 /* Queue our FIN and move the state on (RFC 9293 §3.10.4). */
@@ -495,7 +602,7 @@ int tcp_sock_close(struct stack *s, uint32_t id)
 	default:
 		break;
 	}
-	if (rxq_ready(so) || ((t->tflags & TCP_F_LINGER) && t->linger_s == 0)) {
+	if (tcp_rxq_ready(so) || ((t->tflags & TCP_F_LINGER) && t->linger_s == 0)) {
 		/* unread data or SO_LINGER 0: abort with a reset (RFC 2525 §2.17) */
 		if (so->state != TCPS_TIME_WAIT)
 			tcp_send_rst_for(s, id);
@@ -524,8 +631,10 @@ unsigned tcp_sock_events(struct stack *s, uint32_t id)
 
 	if (so->state == TCPS_LISTEN)
 		return t->acceptq_head != SOCK_NIL ? SOCK_EV_IN : 0;
-	if (rxq_ready(so) || (t->tflags & TCP_F_PEER_FIN) || (so->shut & 1))
+	if (rxq_readable(so) || (t->tflags & TCP_F_PEER_FIN) || (so->shut & 1))
 		ev |= SOCK_EV_IN;
+	if (t->urg_state == TCP_URG_VALID)
+		ev |= SOCK_EV_PRI;
 	if ((so->state == TCPS_ESTABLISHED || so->state == TCPS_CLOSE_WAIT) &&
 	    !(t->tflags & TCP_F_FIN_QUEUED) && sndq_has_room(s, so) &&
 	    pkt_pool_tx_available(s->pool) > 0)

@@ -11,6 +11,7 @@
 # info_check: TCP_INFO, recvmsg's ancillary data and IP_TOS/IP_TTL from the stack.
 # exec_check: accelerated sockets across exec (a forked child's new image, and the process's
 # own), a close-on-exec one closed by the exec.
+# oob_check: TCP urgent data (MSG_OOB, SIOCATMARK, POLLPRI, SO_OOBINLINE) against a kernel peer.
 source "$(dirname "$0")/lib.sh"
 require_root
 LIB=$(realpath "$BUILD/libonramp.so")
@@ -36,4 +37,5 @@ run_case "poll-select-epoll EF_POLL_USEC=50" prog_case poll_check 50
 run_case "epoll-shared-across-fork" prog_case epoll_fork_check 0
 run_case "epoll-shared-across-fork EF_POLL_USEC=50" prog_case epoll_fork_check 50
 run_case "exec" prog_case exec_check 0
+run_case "urgent-data" prog_case oob_check 0
 finish
