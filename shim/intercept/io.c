@@ -49,6 +49,7 @@ struct recv_arg {
 	int flags;
 	struct sock_addr from;
 	struct sock_rx_info *info; /* recvmsg: what the data read carried; else NULL */
+	bool at_mark;		   /* TCP: the read stopped at the urgent mark */
 };
 
 static long op_recv(struct stack *s, const struct onr_fd *e, void *arg)
@@ -63,6 +64,7 @@ static long op_recv(struct stack *s, const struct onr_fd *e, void *arg)
 	 * iovecs ends with one that finds nothing */
 	if (ra->info && got.arrival_ns)
 		*ra->info = got;
+	ra->at_mark = rc > 0 && e->type == SOCK_T_TCP && sock_at_mark(s, e->id) > 0;
 	return rc;
 }
 
@@ -71,7 +73,7 @@ static ssize_t recv_flat(struct onr_fd *e, void *buf, size_t len, int flags, str
 			 struct sock_rx_info *info)
 {
 	bool nonblock = (e->flags & ONR_FDF_NONBLOCK) || (flags & MSG_DONTWAIT);
-	struct recv_arg ra = {buf, len, flags, {0, 0}, info};
+	struct recv_arg ra = {buf, len, flags, {0, 0}, info, false};
 	size_t got = 0;
 	long rc;
 
@@ -94,8 +96,9 @@ static ssize_t recv_flat(struct onr_fd *e, void *buf, size_t len, int flags, str
 		got += (size_t)rc;
 		if (from)
 			*from = ra.from;
+		/* MSG_WAITALL stops at the urgent mark too, as Linux's does */
 		if (e->type != SOCK_T_TCP || !(flags & MSG_WAITALL) || (flags & MSG_PEEK) ||
-		    rc == 0 || got >= len || nonblock)
+		    rc == 0 || got >= len || nonblock || ra.at_mark)
 			return e->type == SOCK_T_TCP ? (ssize_t)got : rc;
 	}
 }
