@@ -174,6 +174,8 @@ static int accelerate(int fd, struct onr_fd *e)
 	if (fl >= 0 && !(fl & O_NONBLOCK))
 		real_fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	sock_get(s, (uint32_t)id)->refs = 1;
+	fl = real_fcntl(fd, F_GETOWN); /* an F_SETOWN made before the move */
+	sock_get(s, (uint32_t)id)->owner = fl == -1 ? 0 : fl;
 	e->id = (uint32_t)id;
 	e->kind = ONR_FD_STACK;
 	return 0;
@@ -887,6 +889,14 @@ static int fcntl_any(bool is64, int fd, int cmd, long arg)
 		rc = f(fd, cmd, arg);
 		dup_entry(fd, rc);
 		onr_fds_unlock();
+		return rc;
+	case F_SETOWN:
+		/* the kernel socket keeps it for F_GETOWN; the stack sends SIGURG to it */
+		rc = f(fd, cmd, arg);
+		if (rc == 0 && e->kind == ONR_FD_STACK && onr_lock() == 0) {
+			sock_get(&onr_stack_if_ready()->stack, e->id)->owner = (int32_t)arg;
+			onr_unlock();
+		}
 		return rc;
 	case F_GETFL:
 		rc = f(fd, cmd, arg);

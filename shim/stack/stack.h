@@ -104,7 +104,7 @@ struct stack_sock {
 	uint32_t refs;	   /* file descriptors naming it, in every process (intercept layer) */
 	uint8_t rx_opts;   /* SOCK_RXO_*: what a receive reports besides the data */
 	uint8_t reserved[3];
-	uint32_t reserved2;
+	int32_t owner; /* F_SETOWN: the process (> 0) or group (< 0) SIGURG goes to; 0: none */
 	struct tcp_cb tcp; /* SOCK_T_TCP only */
 };
 

@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "sock.h"
@@ -1054,6 +1055,10 @@ static void tcp_urg_note(struct stack *s, struct stack_sock *so, const struct tc
 		tcp_rxq_skip(s, so, 1);
 	t->urg_seq = ptr;
 	t->urg_state = TCP_URG_NOTYET;
+	/* Linux tells the socket's owner of new urgent data at once (sk_send_sigurg): a
+	 * syscall, but on an urgent pointer only */
+	if (so->owner)
+		kill(so->owner, SIGURG);
 }
 
 /* Urgent data (Linux's tcp_urg): note a new pointer; keep the awaited byte once a segment

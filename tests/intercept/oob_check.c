@@ -9,8 +9,10 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,22 +156,44 @@ static void check_inline_reader(int fd, const char *who)
 	      (int)n, buf);
 }
 
+static volatile sig_atomic_t sigurgs;
+
+static void on_sigurg(int sig)
+{
+	(void)sig;
+	sigurgs++;
+}
+
+/* The owner set with F_SETOWN gets SIGURG when urgent data is announced. */
+static void check_sigurg(const char *who)
+{
+	for (int i = 0; i < 100 && !sigurgs; i++)
+		usleep(10000);
+	CHECK(sigurgs == 1, "%s: SIGURG to the F_SETOWN owner (%d)", who, (int)sigurgs);
+	sigurgs = 0;
+}
+
 int main(void)
 {
 	int srv, c, v = 0;
 	socklen_t vl = sizeof(v);
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGURG, on_sigurg);
 
 	c = tcp_pair(7410, &srv, 0);
+	fcntl(c, F_SETOWN, getpid());
 	send_ab_c_de(srv, "kernel -> stack");
 	check_oob_reader(c, "stack reader", 1);
+	check_sigurg("stack reader");
 	close(srv);
 	close(c);
 
 	c = tcp_pair(7411, &srv, 0);
+	fcntl(srv, F_SETOWN, getpid());
 	send_ab_c_de(c, "stack -> kernel");
 	check_oob_reader(srv, "kernel reader", 0);
+	check_sigurg("kernel reader");
 	close(srv);
 	close(c);
 
