@@ -12,12 +12,17 @@ dir=$(mktemp -d /tmp/onramp-demo.XXXXXX)
 server=
 curl_pid=
 
+# On every exit, with the script's own status: the server and curl end by our kill, and
+# their wait status must not become the demo's.
 cleanup()
 {
+	local rc=$?
+	set +e
 	[ -n "$curl_pid" ] && kill "$curl_pid" 2> /dev/null && wait "$curl_pid" 2> /dev/null
 	[ -n "$server" ] && kill "$server" 2> /dev/null && wait "$server" 2> /dev/null
 	ip netns del "$ns" 2> /dev/null
 	rm -rf "$dir"
+	exit $rc
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
