@@ -195,7 +195,7 @@ $(B)/tests/unit/stack/test_tcp_features: $(call obj,tests/unit/stack/test_tcp_fe
 $(B)/tests/unit/stack/test_tcp_pressure: $(call obj,tests/unit/stack/test_tcp_pressure.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_tcp_urgent: $(call obj,tests/unit/stack/test_tcp_urgent.c) \
-	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
+	$(STACKPAIR) $(FRAMES) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_sock_info: $(call obj,tests/unit/stack/test_sock_info.c) \
 	$(STACKPAIR) $(TESTLIB) $(LIB_STACK) $(LIB_LINK) $(LIB_PKT) $(LIB_ENV)
 $(B)/tests/unit/stack/test_sock_wait: $(call obj,tests/unit/stack/test_sock_wait.c) \

@@ -134,3 +134,22 @@ void assert_dropped_as(struct stackpair *p, const struct frame *f, const char *c
 	assert_int_equal(pool_held(&p->b.pool), held);
 	assert_int_equal(p->b.stats.link_tx, sent);
 }
+
+const struct tcp_hdr *frame_tcp_hdr(struct pkt_pool *pool, uint32_t head, uint8_t *buf,
+				    size_t len, uint32_t *payload_len)
+{
+	const struct ipv4_hdr *ip = (const struct ipv4_hdr *)(buf + ETH_HDR_LEN);
+	const struct tcp_hdr *th;
+	unsigned ihl;
+
+	if (len > pkt_meta(pool, head)->frame_len)
+		len = pkt_meta(pool, head)->frame_len;
+	pkt_chain_copy_out(pool, head, 0, buf, (uint32_t)len);
+	if (((const struct eth_hdr *)buf)->type_be16 != htons(ETH_TYPE_IPV4) ||
+	    ip->proto != IPPROTO_TCP_)
+		return NULL;
+	ihl = (ip->ver_ihl & 0xfu) * 4;
+	th = (const struct tcp_hdr *)((const uint8_t *)ip + ihl);
+	*payload_len = ntohs(ip->len_be16) - ihl - (th->doff >> 4) * 4u;
+	return th;
+}

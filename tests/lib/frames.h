@@ -42,4 +42,10 @@ uint32_t pool_held(const struct pkt_pool *pool);
  * Fails the running test otherwise. */
 void assert_dropped_as(struct stackpair *p, const struct frame *f, const char *counter);
 
+/* The TCP header of the IPv4 frame at head, copied into buf (the frame's first len bytes at
+ * most: take ETH_HDR_LEN + 120 for every option), and its payload length; NULL for a frame
+ * of another kind (a sent frame, as a test's wire tap sees it). */
+const struct tcp_hdr *frame_tcp_hdr(struct pkt_pool *pool, uint32_t head, uint8_t *buf,
+				    size_t len, uint32_t *payload_len);
+
 #endif

@@ -139,6 +139,29 @@ struct sock_addr stackpair_addr(uint32_t host_addr, uint16_t port)
 	return (struct sock_addr){.addr_be32 = htonl(host_addr), .port_be16 = htons(port)};
 }
 
+static void abort_tcp(struct stack *s)
+{
+	for (uint32_t id = 0; id < s->st->n_socks; id++) {
+		if (s->socks[id].type != SOCK_T_TCP)
+			continue;
+		s->socks[id].tcp.tflags |= TCP_F_LINGER;
+		s->socks[id].tcp.linger_s = 0;
+	}
+}
+
+void stackpair_abort_tcp(struct stackpair *p)
+{
+	abort_tcp(&p->a.stack);
+	abort_tcp(&p->b.stack);
+}
+
+int stackpair_teardown_aborting(void **state)
+{
+	stackpair_abort_tcp(*state);
+	stackpair_destroy(*state);
+	return 0;
+}
+
 int stackpair_setup(void **state)
 {
 	*state = stackpair_create(NULL);
@@ -172,6 +195,41 @@ uint64_t stat_of(const struct stack *s, const char *name)
 	const uint64_t *v = stat_ptr(s, name);
 
 	return v ? *v : 0;
+}
+
+int tcp_listener(struct stack *s, uint16_t port, int backlog)
+{
+	int id = sock_open(s, SOCK_T_TCP);
+	struct sock_addr a = stackpair_addr(0, port);
+
+	assert_true(id >= 0);
+	assert_int_equal(sock_bind(s, (uint32_t)id, &a), 0);
+	assert_int_equal(sock_listen(s, (uint32_t)id, backlog), 0);
+	return id;
+}
+
+void tcp_connect_pair(struct stackpair *p, int lid, uint16_t port, int *ca, int *cb)
+{
+	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, port);
+
+	*ca = sock_open(&p->a.stack, SOCK_T_TCP);
+	assert_true(*ca >= 0);
+	assert_int_equal(sock_connect(&p->a.stack, (uint32_t)*ca, &to), -EINPROGRESS);
+	stackpair_run(p, 100000000ull);
+	*cb = sock_accept(&p->b.stack, (uint32_t)lid, NULL);
+	assert_true(*cb >= 0);
+	assert_int_equal(p->a.stack.socks[*ca].state, TCPS_ESTABLISHED);
+	assert_int_equal(p->b.stack.socks[*cb].state, TCPS_ESTABLISHED);
+}
+
+void tcp_close_pair(struct stackpair *p, int ca, int cb, int lid)
+{
+	sock_close(&p->a.stack, (uint32_t)ca);
+	sock_close(&p->b.stack, (uint32_t)cb);
+	stackpair_run(p, 1000000000ull);
+	stackpair_step(p, 61000000000ull);
+	stackpair_step(p, 0);
+	sock_close(&p->b.stack, (uint32_t)lid);
 }
 
 int udp_bound(struct stack *s, uint32_t addr, uint16_t port)

@@ -53,9 +53,15 @@ void stackpair_step(struct stackpair *p, uint64_t ns);
 /* Close both stacks, check both pools full (fails the test otherwise), free everything. */
 void stackpair_destroy(struct stackpair *p);
 
-/* cmocka fixtures for a test on a default pair: *state is the pair. */
+/* Abort every TCP connection of both stacks, as SO_LINGER {1, 0} would: a test that stopped
+ * early (a failure) leaves connections open, and the pool check is about the stack. */
+void stackpair_abort_tcp(struct stackpair *p);
+
+/* cmocka fixtures for a test on a default pair: *state is the pair. The _aborting teardown
+ * aborts what is left open first (stackpair_abort_tcp). */
 int stackpair_setup(void **state);
 int stackpair_teardown(void **state);
+int stackpair_teardown_aborting(void **state);
 
 /* Helpers for the common case. */
 struct sock_addr stackpair_addr(uint32_t host_addr, uint16_t port);
@@ -64,6 +70,12 @@ uint64_t stat_of(const struct stack *s, const char *name);
 const uint64_t *stat_ptr(const struct stack *s, const char *name);
 /* A UDP socket of s bound to addr:port (host order; 0 for any); fails the test on error. */
 int udp_bound(struct stack *s, uint32_t addr, uint16_t port);
+/* A TCP listener of s on port (any address); fails the test on error. */
+int tcp_listener(struct stack *s, uint16_t port, int backlog);
+/* A connects to B:port, B accepts on lid: both ends ESTABLISHED, or the test fails. */
+void tcp_connect_pair(struct stackpair *p, int lid, uint16_t port, int *ca, int *cb);
+/* Close both ends and the listener, letting TIME_WAIT (60 s of virtual time) run out. */
+void tcp_close_pair(struct stackpair *p, int ca, int cb, int lid);
 
 /* A test stream's bytes: byte i of every stream is pattern_byte(i). */
 uint8_t pattern_byte(size_t i);

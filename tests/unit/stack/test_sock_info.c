@@ -117,29 +117,6 @@ static void test_sock_options__ip_and_timestamp_options__read_back_as_on_linux(v
 	sock_close(s, (uint32_t)t);
 }
 
-static int listener(struct stack *s, uint16_t port)
-{
-	int id = sock_open(s, SOCK_T_TCP);
-	struct sock_addr a = stackpair_addr(0, port);
-
-	assert_true(id >= 0);
-	assert_int_equal(sock_bind(s, (uint32_t)id, &a), 0);
-	assert_int_equal(sock_listen(s, (uint32_t)id, 8), 0);
-	return id;
-}
-
-static void connect_pair(struct stackpair *p, int lid, uint16_t port, int *ca, int *cb)
-{
-	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, port);
-
-	*ca = sock_open(&p->a.stack, SOCK_T_TCP);
-	assert_true(*ca >= 0);
-	assert_int_equal(sock_connect(&p->a.stack, (uint32_t)*ca, &to), -EINPROGRESS);
-	stackpair_run(p, 100 * MS);
-	*cb = sock_accept(&p->b.stack, (uint32_t)lid, NULL);
-	assert_true(*cb >= 0);
-}
-
 static struct tcp_info info_of(struct stack *s, int id)
 {
 	struct tcp_info ti;
@@ -177,24 +154,14 @@ static void move_bytes(struct stackpair *p, int ca, int cb, size_t n, uint64_t m
 	stackpair_run(p, 1 * S);
 }
 
-static void close_all(struct stackpair *p, int ca, int cb, int lid)
-{
-	sock_close(&p->a.stack, (uint32_t)ca);
-	sock_close(&p->b.stack, (uint32_t)cb);
-	stackpair_run(p, 1 * S);
-	stackpair_step(p, 61 * S);
-	stackpair_step(p, 0);
-	sock_close(&p->b.stack, (uint32_t)lid);
-}
-
 static void test_tcp_info__after_a_transfer__counts_what_went_each_way(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 90), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 90, 8), ca, cb;
 	const size_t n = 1u << 20;
 	struct tcp_info a, b;
 
-	connect_pair(p, lid, 90, &ca, &cb);
+	tcp_connect_pair(p, lid, 90, &ca, &cb);
 	a = info_of(&p->a.stack, ca);
 	assert_int_equal(a.tcpi_state, LINUX_TCP_ESTABLISHED);
 	assert_int_equal(a.tcpi_bytes_acked, 1); /* the SYN, as Linux counts it */
@@ -232,17 +199,17 @@ static void test_tcp_info__after_a_transfer__counts_what_went_each_way(void **st
 	assert_true(b.tcpi_last_data_recv >= 250 && b.tcpi_last_data_recv < 1500);
 	assert_true(b.tcpi_rcv_space > 0 && b.tcpi_rcv_ssthresh >= b.tcpi_rcv_space);
 	assert_true(a.tcpi_snd_wnd > 0 && b.tcpi_snd_wnd > 0);
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_info__lossy_transfer__counts_retransmissions_and_stays_consistent(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 91), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 91, 8), ca, cb;
 	const size_t n = 2u << 20;
 	struct tcp_info a, b;
 
-	connect_pair(p, lid, 91, &ca, &cb);
+	tcp_connect_pair(p, lid, 91, &ca, &cb);
 	p->end_a.faults = (struct loop_faults){.loss_pct = 3};
 	move_bytes(p, ca, cb, n, 120 * S);
 	p->end_a.faults = (struct loop_faults){0};
@@ -257,17 +224,17 @@ static void test_tcp_info__lossy_transfer__counts_retransmissions_and_stays_cons
 	assert_true(b.tcpi_rcv_ooopack > 0); /* holes were filled from the out-of-order queue */
 	assert_int_equal(b.tcpi_bytes_received, n);
 	assert_int_equal(a.tcpi_snd_ssthresh == 0x7fffffff, 0); /* a loss set it */
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_info__short_buffer_listener_and_udp__as_linux(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 92), ca, cb, u = udp_bound(&p->a.stack, 0, 7103);
+	int lid = tcp_listener(&p->b.stack, 92, 8), ca, cb, u = udp_bound(&p->a.stack, 0, 7103);
 	struct tcp_info ti;
 	uint8_t small[8];
 
-	connect_pair(p, lid, 92, &ca, &cb);
+	tcp_connect_pair(p, lid, 92, &ca, &cb);
 	/* a caller with an older, shorter struct gets what fits */
 	memset(small, 0, sizeof(small));
 	assert_int_equal(sock_tcp_info(&p->a.stack, (uint32_t)ca, small, sizeof(small)), 8);
@@ -279,18 +246,18 @@ static void test_tcp_info__short_buffer_listener_and_udp__as_linux(void **state)
 	assert_int_equal(ti.tcpi_sacked, 9); /* backlog 8: Linux takes 9 */
 	assert_int_equal(sock_tcp_info(&p->a.stack, (uint32_t)u, &ti, sizeof(ti)), -EOPNOTSUPP);
 	sock_close(&p->a.stack, (uint32_t)u);
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_recv__arrival__is_that_of_the_last_segment_read(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 93), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 93, 8), ca, cb;
 	struct sock_rx_info info;
 	uint64_t first, second;
 	char buf[1200];
 
-	connect_pair(p, lid, 93, &ca, &cb);
+	tcp_connect_pair(p, lid, 93, &ca, &cb);
 	assert_int_equal(sock_setopt(&p->b.stack, (uint32_t)cb, SOL_SOCKET, SO_TIMESTAMP_OLD, 1),
 			 0);
 	/* segments too big to be copied into the one before (Linux, which coalesces them
@@ -319,7 +286,7 @@ static void test_tcp_recv__arrival__is_that_of_the_last_segment_read(void **stat
 	assert_int_equal(sock_recvmsg(&p->b.stack, (uint32_t)cb, buf, sizeof(buf), 0, NULL, &info),
 			 -EAGAIN);
 	assert_int_equal(info.arrival_ns, 0);
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 int main(void)

@@ -23,17 +23,6 @@
 #define MS 1000000ull
 #define S  1000000000ull
 
-static int listener(struct stack *s, uint16_t port, int backlog)
-{
-	int id = sock_open(s, SOCK_T_TCP);
-	struct sock_addr a = stackpair_addr(0, port);
-
-	assert_true(id >= 0);
-	assert_int_equal(sock_bind(s, (uint32_t)id, &a), 0);
-	assert_int_equal(sock_listen(s, (uint32_t)id, backlog), 0);
-	return id;
-}
-
 /* Connect A to B:port and accept on B; returns the two ends. */
 static void connect_pair(struct stackpair *p, int lid, uint16_t port, int *ca, int *cb)
 {
@@ -56,7 +45,7 @@ static void connect_pair(struct stackpair *p, int lid, uint16_t port, int *ca, i
 static void test_tcp__handshake_data_and_close__walk_the_rfc_states(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 80, 8), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 80, 8), ca, cb;
 	char buf[32];
 
 	connect_pair(p, lid, 80, &ca, &cb);
@@ -100,7 +89,7 @@ static void test_tcp__handshake_data_and_close__walk_the_rfc_states(void **state
 static void test_tcp__simultaneous_close__both_reach_time_wait(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 81, 8), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 81, 8), ca, cb;
 
 	connect_pair(p, lid, 81, &ca, &cb);
 	assert_int_equal(sock_shutdown(&p->a.stack, (uint32_t)ca, SHUT_WR), 0);
@@ -251,7 +240,7 @@ static void close_both(struct stackpair *p, int ca, int cb, int lid)
 static void test_tcp__bulk_both_ways_on_a_clean_wire__arrives_intact(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 82, 8), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 82, 8), ca, cb;
 
 	connect_pair(p, lid, 82, &ca, &cb);
 	transfer(p, &p->a.stack, ca, &p->b.stack, cb, 8u << 20, 10 * S);
@@ -263,7 +252,7 @@ static void test_tcp__bulk_both_ways_on_a_clean_wire__arrives_intact(void **stat
 static void test_tcp__bulk_over_loss_reorder_dup_and_corruption__arrives_intact(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 83, 8), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 83, 8), ca, cb;
 	const struct loop_faults f = {.loss_pct = 5,
 				      .dup_pct = 2,
 				      .corrupt_pct = 1,
@@ -287,7 +276,7 @@ static void test_tcp__bulk_over_loss_reorder_dup_and_corruption__arrives_intact(
 static void test_tcp__peer_vanishes_mid_transfer__ends_with_etimedout_and_buffers_back(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 84, 8), ca, cb, err = 0;
+	int lid = tcp_listener(&p->b.stack, 84, 8), ca, cb, err = 0;
 	static uint8_t chunk[200000];
 
 	connect_pair(p, lid, 84, &ca, &cb);
@@ -315,7 +304,7 @@ static void test_tcp__peer_vanishes_mid_transfer__ends_with_etimedout_and_buffer
 static void test_tcp__close_with_unread_data__resets_the_peer(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 85, 8), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 85, 8), ca, cb;
 	char buf[8];
 
 	connect_pair(p, lid, 85, &ca, &cb);
@@ -333,7 +322,7 @@ static void test_tcp__close_with_unread_data__resets_the_peer(void **state)
 static void test_tcp__linger_zero__closes_with_rst_and_no_time_wait(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 86, 8), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 86, 8), ca, cb;
 	char buf[8];
 
 	connect_pair(p, lid, 86, &ca, &cb);
@@ -350,7 +339,7 @@ static void test_tcp__linger_zero__closes_with_rst_and_no_time_wait(void **state
 static void test_tcp__full_backlog__drops_syns_until_accept(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 87, 1), c[4], accepted = 0;
+	int lid = tcp_listener(&p->b.stack, 87, 1), c[4], accepted = 0;
 	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 87);
 
 	for (int i = 0; i < 4; i++) {
@@ -390,7 +379,7 @@ static void test_tcp__tiny_pools_bulk_both_ways_with_junk__no_deadlock(void **st
 
 	stackpair_destroy(*state);
 	*state = p;
-	lid = listener(&p->b.stack, 88, 8);
+	lid = tcp_listener(&p->b.stack, 88, 8);
 	connect_pair(p, lid, 88, &ca, &cb);
 	p->end_a.faults.dup_pct = 20; /* duplicates are junk the receiver must shed */
 	p->end_b.faults.dup_pct = 20;
@@ -411,7 +400,7 @@ static uint64_t lossy_run(int syn_opts, uint64_t seed)
 
 	p->a.cfg.tcp_syn_opts = syn_opts;
 	p->b.cfg.tcp_syn_opts = syn_opts;
-	lid = listener(&p->b.stack, 90, 8);
+	lid = tcp_listener(&p->b.stack, 90, 8);
 	connect_pair(p, lid, 90, &ca, &cb);
 	assert_int_equal(!!(p->a.stack.socks[ca].tcp.opts & TCP_OPT_SACK), !!(syn_opts & 4));
 	assert_int_equal(!!(p->a.stack.socks[ca].tcp.opts & TCP_OPT_TS), !!(syn_opts & 1));
@@ -449,7 +438,7 @@ static void bulk_64mib_at(unsigned loss_pct)
 	size_t mib = env && atoi(env) > 0 ? (size_t)atoi(env) : 64;
 	struct stackpair_opts o = {.max_packets = 4096, .seed = 1000 + loss_pct};
 	struct stackpair *p = stackpair_create(&o);
-	int lid = listener(&p->b.stack, 91, 8), ca, cb;
+	int lid = tcp_listener(&p->b.stack, 91, 8), ca, cb;
 	const struct loop_faults f = {.loss_pct = loss_pct,
 				      .dup_pct = 1,
 				      .corrupt_pct = 1,
@@ -515,7 +504,7 @@ static void test_tcp__ten_thousand_connections__open_exchange_and_close(void **s
 
 	stackpair_destroy(*state);
 	*state = p;
-	lid = listener(&p->b.stack, 92, 4096);
+	lid = tcp_listener(&p->b.stack, 92, 4096);
 	for (int i = 0; i < N; i++) {
 		ca[i] = sock_open(&p->a.stack, SOCK_T_TCP);
 		assert_true(ca[i] >= 0);
@@ -571,7 +560,7 @@ static void test_tcp__ten_thousand_connections__open_exchange_and_close(void **s
 static void test_tcp_syncookies__syn_queue_full__connections_still_complete(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 93, 3), c[12], accepted = 0;
+	int lid = tcp_listener(&p->b.stack, 93, 3), c[12], accepted = 0;
 	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 93);
 	char buf[4];
 
@@ -617,7 +606,7 @@ static void test_tcp_syncookies__syn_queue_full__connections_still_complete(void
 static void test_tcp_syncookies__forged_ack_to_listener__is_reset(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 94, 3), ca;
+	int lid = tcp_listener(&p->b.stack, 94, 3), ca;
 	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, 94);
 
 	/* a connection whose SYN B never sees: A's first ACK-bearing segment is a forgery */
@@ -647,7 +636,7 @@ static void test_tcp_time_wait__socket_table_full__oldest_time_wait_is_reused(vo
 
 	stackpair_destroy(*state);
 	*state = p;
-	lid = listener(&p->b.stack, 95, 8);
+	lid = tcp_listener(&p->b.stack, 95, 8);
 	/* A closes first each time, so A keeps the TIME_WAITs: 6 of them fill its table */
 	for (int i = 0; i < 6; i++) {
 		connect_pair(p, lid, 95, &ca, &cb);
@@ -670,7 +659,7 @@ static void test_tcp_time_wait__socket_table_full__oldest_time_wait_is_reused(vo
 static void test_tcp_congestion__per_socket_choice__is_set_read_and_validated(void **state)
 {
 	struct stackpair *p = *state;
-	int lid = listener(&p->b.stack, 96, 8), ca, cb, u = sock_open(&p->a.stack, SOCK_T_UDP);
+	int lid = tcp_listener(&p->b.stack, 96, 8), ca, cb, u = sock_open(&p->a.stack, SOCK_T_UDP);
 	char name[16];
 
 	connect_pair(p, lid, 96, &ca, &cb);

@@ -56,22 +56,12 @@ static struct wire_tap taps[2]; /* [0]: A's segments, [1]: B's */
 static bool seg_decode(struct pkt_pool *pool, uint32_t head, struct seg_rec *r)
 {
 	uint8_t b[ETH_HDR_LEN + 60 + 60];
-	uint32_t len = pkt_meta(pool, head)->frame_len;
-	const struct ipv4_hdr *ip = (const struct ipv4_hdr *)(b + ETH_HDR_LEN);
-	const struct tcp_hdr *th;
-	unsigned ihl;
+	const struct tcp_hdr *th = frame_tcp_hdr(pool, head, b, sizeof(b), &r->len);
 
-	if (len > sizeof(b))
-		len = sizeof(b);
-	pkt_chain_copy_out(pool, head, 0, b, len);
-	if (((const struct eth_hdr *)b)->type_be16 != htons(ETH_TYPE_IPV4) ||
-	    ip->proto != IPPROTO_TCP_)
+	if (!th)
 		return false;
-	ihl = (ip->ver_ihl & 0xfu) * 4;
-	th = (const struct tcp_hdr *)((const uint8_t *)ip + ihl);
 	r->seq = ntohl(th->seq_be32);
 	r->ack = ntohl(th->ack_be32);
-	r->len = ntohs(ip->len_be16) - ihl - (th->doff >> 4) * 4u;
 	r->wnd = ntohs(th->wnd_be16);
 	r->flags = th->flags;
 	r->n_sack = 0;
@@ -165,29 +155,6 @@ static int pair_setup(void **state)
 	b_announces_itself = false;
 	b_announced_ns = 0;
 	*state = p;
-	return 0;
-}
-
-/* A test that stopped early (a failure, a known bug) leaves connections open: abort them,
- * as SO_LINGER {1, 0} would, so that the pool check is about the stack, not the early exit.
- * Tests that end normally have closed everything already. */
-static void abort_connections(struct stack *s)
-{
-	for (uint32_t id = 0; id < s->st->n_socks; id++) {
-		if (s->socks[id].type != SOCK_T_TCP)
-			continue;
-		s->socks[id].tcp.tflags |= TCP_F_LINGER;
-		s->socks[id].tcp.linger_s = 0;
-	}
-}
-
-static int pair_teardown(void **state)
-{
-	struct stackpair *p = *state;
-
-	abort_connections(&p->a.stack);
-	abort_connections(&p->b.stack);
-	stackpair_destroy(p);
 	return 0;
 }
 
@@ -1693,8 +1660,7 @@ static void inject_data_from_a(struct stackpair *p, int ca, int cb, uint32_t off
 /* A test that forged A's data leaves A and B disagreeing on the stream: end it at once. */
 static void abort_both(struct stackpair *p, int ca, int cb, int lid)
 {
-	abort_connections(&p->a.stack);
-	abort_connections(&p->b.stack);
+	stackpair_abort_tcp(p);
 	sock_close(&p->a.stack, (uint32_t)ca);
 	sock_close(&p->b.stack, (uint32_t)cb);
 	sock_close(&p->b.stack, (uint32_t)lid);
@@ -2161,7 +2127,7 @@ static void test_tcp_rcvbuf__one_byte_segments__compacted_within_the_share(void 
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, pair_setup, pair_teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, pair_setup, stackpair_teardown_aborting)
 	const struct CMUnitTest tests[] = {
 	    T(test_tcp_delack__one_segment_with_thresh_1__acked_after_40_ms),
 	    T(test_tcp_delack__two_segments_with_thresh_1__acked_at_once),

@@ -37,28 +37,6 @@ static int pair_setup(void **state)
 	return 0;
 }
 
-/* A test that stopped early leaves connections open: abort them (SO_LINGER {1, 0}) so the
- * pool check in stackpair_destroy is about the stack, not the early exit. */
-static void abort_connections(struct stack *s)
-{
-	for (uint32_t id = 0; id < s->st->n_socks; id++) {
-		if (s->socks[id].type != SOCK_T_TCP)
-			continue;
-		s->socks[id].tcp.tflags |= TCP_F_LINGER;
-		s->socks[id].tcp.linger_s = 0;
-	}
-}
-
-static int pair_teardown(void **state)
-{
-	struct stackpair *p = *state;
-
-	abort_connections(&p->a.stack);
-	abort_connections(&p->b.stack);
-	stackpair_destroy(p);
-	return 0;
-}
-
 static enum onr_mem_pressure b_pressure(const struct stackpair *p)
 {
 	return pkt_pool_pressure(&p->b.pool);
@@ -637,7 +615,7 @@ static void test_tcp_pressure__one_reader_stalled_on_a__other_connection_flows(v
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, pair_setup, pair_teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, pair_setup, stackpair_teardown_aborting)
 	const struct CMUnitTest tests[] = {
 	    T(test_tcp_pressure__pure_ack_in_critical__advances_snd_una_and_frees_the_sndq),
 	    T(test_tcp_pressure__rst_in_critical__econnreset_and_every_buffer_returned),

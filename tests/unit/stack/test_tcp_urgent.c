@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "frames.h"
 #include "stackpair.h"
 #include "tcp.h"
 
@@ -49,21 +50,11 @@ static struct {
 static bool urg_decode(struct pkt_pool *pool, uint32_t head, struct urg_rec *r)
 {
 	uint8_t b[ETH_HDR_LEN + 60 + TCP_HDR_MIN_LEN];
-	uint32_t len = pkt_meta(pool, head)->frame_len;
-	const struct ipv4_hdr *ip = (const struct ipv4_hdr *)(b + ETH_HDR_LEN);
-	const struct tcp_hdr *th;
-	unsigned ihl;
+	const struct tcp_hdr *th = frame_tcp_hdr(pool, head, b, sizeof(b), &r->len);
 
-	if (len > sizeof(b))
-		len = sizeof(b);
-	pkt_chain_copy_out(pool, head, 0, b, len);
-	if (((const struct eth_hdr *)b)->type_be16 != htons(ETH_TYPE_IPV4) ||
-	    ip->proto != IPPROTO_TCP_)
+	if (!th)
 		return false;
-	ihl = (ip->ver_ihl & 0xfu) * 4;
-	th = (const struct tcp_hdr *)((const uint8_t *)ip + ihl);
 	r->seq = ntohl(th->seq_be32);
-	r->len = ntohs(ip->len_be16) - ihl - (th->doff >> 4) * 4u;
 	r->flags = th->flags;
 	r->urp = ntohs(th->urp_be16);
 	return true;
@@ -109,28 +100,6 @@ static int pair_setup(void **state)
 	return 0;
 }
 
-/* A test that stopped early leaves connections open: abort them (SO_LINGER {1, 0}), so that
- * the pool check is about the stack, not the early exit. */
-static void abort_connections(struct stack *s)
-{
-	for (uint32_t id = 0; id < s->st->n_socks; id++) {
-		if (s->socks[id].type != SOCK_T_TCP)
-			continue;
-		s->socks[id].tcp.tflags |= TCP_F_LINGER;
-		s->socks[id].tcp.linger_s = 0;
-	}
-}
-
-static int pair_teardown(void **state)
-{
-	struct stackpair *p = *state;
-
-	abort_connections(&p->a.stack);
-	abort_connections(&p->b.stack);
-	stackpair_destroy(p);
-	return 0;
-}
-
 /* Let ns pass, polling every millisecond: delayed ACKs and the other timers run. */
 static void run_for(struct stackpair *p, uint64_t ns)
 {
@@ -151,30 +120,6 @@ static int listener(struct stack *s, uint16_t port, bool oobinline)
 	assert_int_equal(sock_bind(s, (uint32_t)id, &a), 0);
 	assert_int_equal(sock_listen(s, (uint32_t)id, 8), 0);
 	return id;
-}
-
-/* Connect A to B:port and accept on B; returns the two ends. */
-static void connect_pair(struct stackpair *p, int lid, uint16_t port, int *ca, int *cb)
-{
-	struct sock_addr to = stackpair_addr(STACKPAIR_ADDR_B, port);
-
-	*ca = sock_open(&p->a.stack, SOCK_T_TCP);
-	assert_true(*ca >= 0);
-	assert_int_equal(sock_connect(&p->a.stack, (uint32_t)*ca, &to), -EINPROGRESS);
-	stackpair_run(p, 100 * MS);
-	*cb = sock_accept(&p->b.stack, (uint32_t)lid, NULL);
-	assert_true(*cb >= 0);
-	assert_int_equal(p->b.stack.socks[*cb].state, TCPS_ESTABLISHED);
-}
-
-static void close_all(struct stackpair *p, int ca, int cb, int lid)
-{
-	sock_close(&p->a.stack, (uint32_t)ca);
-	sock_close(&p->b.stack, (uint32_t)cb);
-	stackpair_run(p, 1 * S);
-	stackpair_step(p, 61 * S);
-	stackpair_step(p, 0);
-	sock_close(&p->b.stack, (uint32_t)lid);
 }
 
 static void send_str(struct stackpair *p, int ca, const char *str, int flags)
@@ -211,7 +156,7 @@ static void test_tcp_urgent__byte_sent_with_msg_oob__read_out_of_band_once(void 
 	int lid = listener(&p->b.stack, 80, false), ca, cb;
 	char buf[16];
 
-	connect_pair(p, lid, 80, &ca, &cb);
+	tcp_connect_pair(p, lid, 80, &ca, &cb);
 	send_ab_c_de(p, ca);
 	assert_true(sock_events(&p->b.stack, (uint32_t)cb) & SOCK_EV_PRI);
 	assert_int_equal(b_at_mark(p, cb), 0);
@@ -238,7 +183,7 @@ static void test_tcp_urgent__byte_sent_with_msg_oob__read_out_of_band_once(void 
 	assert_true(tap.n > 0 && tap.segs[0].len == 1 && !(tap.segs[0].flags & TCP_URG));
 	assert_int_equal(recv_b(p, cb, buf, sizeof(buf), 0), 1);
 	assert_int_equal(buf[0], 'f');
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_urgent__segments_until_acked__carry_the_pointer_past_the_byte(void **state)
@@ -248,7 +193,7 @@ static void test_tcp_urgent__segments_until_acked__carry_the_pointer_past_the_by
 	uint32_t up;
 	bool seen = false;
 
-	connect_pair(p, lid, 80, &ca, &cb);
+	tcp_connect_pair(p, lid, 80, &ca, &cb);
 	up = p->a.stack.socks[ca].tcp.snd_una + 3; /* "abc": 'c' is urgent */
 	tap.n = 0;
 	send_str(p, ca, "abc", SOCK_MSG_OOB);
@@ -263,7 +208,7 @@ static void test_tcp_urgent__segments_until_acked__carry_the_pointer_past_the_by
 	}
 	assert_true(seen);
 	assert_false(p->a.stack.socks[ca].tcp.tflags & TCP_F_URG_SEND);
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_urgent__reader_reads_past_the_mark__byte_skipped_and_gone(void **state)
@@ -272,7 +217,7 @@ static void test_tcp_urgent__reader_reads_past_the_mark__byte_skipped_and_gone(v
 	int lid = listener(&p->b.stack, 80, false), ca, cb;
 	char buf[16];
 
-	connect_pair(p, lid, 80, &ca, &cb);
+	tcp_connect_pair(p, lid, 80, &ca, &cb);
 	send_ab_c_de(p, ca);
 	assert_int_equal(recv_b(p, cb, buf, sizeof(buf), 0), 2);
 	assert_int_equal(recv_b(p, cb, buf, sizeof(buf), 0), 2);
@@ -280,7 +225,7 @@ static void test_tcp_urgent__reader_reads_past_the_mark__byte_skipped_and_gone(v
 	/* Linux: a byte read past is no longer urgent data */
 	assert_int_equal(recv_b(p, cb, buf, sizeof(buf), SOCK_MSG_OOB), -EINVAL);
 	assert_false(sock_events(&p->b.stack, (uint32_t)cb) & SOCK_EV_PRI);
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_urgent__only_the_urgent_byte_queued__not_readable_in_band(void **state)
@@ -289,7 +234,7 @@ static void test_tcp_urgent__only_the_urgent_byte_queued__not_readable_in_band(v
 	int lid = listener(&p->b.stack, 80, false), ca, cb;
 	char buf[16];
 
-	connect_pair(p, lid, 80, &ca, &cb);
+	tcp_connect_pair(p, lid, 80, &ca, &cb);
 	send_str(p, ca, "x", SOCK_MSG_OOB);
 	run_for(p, 200 * MS);
 	/* POLLPRI, not POLLIN: a read would find nothing (Linux's tcp_poll) */
@@ -303,7 +248,7 @@ static void test_tcp_urgent__only_the_urgent_byte_queued__not_readable_in_band(v
 	run_for(p, 200 * MS);
 	assert_int_equal(recv_b(p, cb, buf, sizeof(buf), 0), 2);
 	assert_memory_equal(buf, "yz", 2);
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_urgent__oobinline__byte_stays_in_the_stream_and_mark_still_works(void **state)
@@ -312,7 +257,7 @@ static void test_tcp_urgent__oobinline__byte_stays_in_the_stream_and_mark_still_
 	int lid = listener(&p->b.stack, 80, true), ca, cb, v = 0;
 	char buf[16];
 
-	connect_pair(p, lid, 80, &ca, &cb);
+	tcp_connect_pair(p, lid, 80, &ca, &cb);
 	/* the accepted connection inherits it from the listener, as Linux's */
 	assert_int_equal(sock_getopt(&p->b.stack, (uint32_t)cb, SOL_SOCKET, SO_OOBINLINE, &v), 0);
 	assert_int_equal(v, 1);
@@ -326,7 +271,7 @@ static void test_tcp_urgent__oobinline__byte_stays_in_the_stream_and_mark_still_
 	assert_memory_equal(buf, "cde", 3);
 	assert_int_equal(b_at_mark(p, cb), 0);
 	assert_false(sock_events(&p->b.stack, (uint32_t)cb) & SOCK_EV_PRI);
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_urgent__urgent_segment_lost__retransmission_carries_urg(void **state)
@@ -339,7 +284,7 @@ static void test_tcp_urgent__urgent_segment_lost__retransmission_carries_urg(voi
 	static char big[4000];
 	char buf[16];
 
-	connect_pair(p, lid, 80, &ca, &cb);
+	tcp_connect_pair(p, lid, 80, &ca, &cb);
 	t = &p->a.stack.socks[ca].tcp;
 	mss = tcp_payload_mss(t);
 	assert_true(2 * mss + 1 <= sizeof(big));
@@ -380,7 +325,7 @@ static void test_tcp_urgent__urgent_segment_lost__retransmission_carries_urg(voi
 		assert_int_equal(n, 2 * mss);
 		assert_memory_equal(got, big, 2 * mss);
 	}
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_urgent__newer_pointer__replaces_an_unread_byte(void **state)
@@ -390,7 +335,7 @@ static void test_tcp_urgent__newer_pointer__replaces_an_unread_byte(void **state
 	char buf[16];
 	ssize_t n;
 
-	connect_pair(p, lid, 80, &ca, &cb);
+	tcp_connect_pair(p, lid, 80, &ca, &cb);
 	send_str(p, ca, "a", 0);
 	send_str(p, ca, "X", SOCK_MSG_OOB);
 	run_for(p, 200 * MS);
@@ -405,7 +350,7 @@ static void test_tcp_urgent__newer_pointer__replaces_an_unread_byte(void **state
 	assert_memory_equal(buf, "aXb", 3);
 	assert_int_equal(b_at_mark(p, cb), 1);
 	assert_int_equal(recv_b(p, cb, buf, sizeof(buf), 0), -EAGAIN);
-	close_all(p, ca, cb, lid);
+	tcp_close_pair(p, ca, cb, lid);
 }
 
 static void test_tcp_urgent__udp__msg_oob_eopnotsupp(void **state)
@@ -426,7 +371,7 @@ static void test_tcp_urgent__udp__msg_oob_eopnotsupp(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-#define T(f) cmocka_unit_test_setup_teardown(f, pair_setup, pair_teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, pair_setup, stackpair_teardown_aborting)
 	    T(test_tcp_urgent__byte_sent_with_msg_oob__read_out_of_band_once),
 	    T(test_tcp_urgent__segments_until_acked__carry_the_pointer_past_the_byte),
 	    T(test_tcp_urgent__reader_reads_past_the_mark__byte_skipped_and_gone),
