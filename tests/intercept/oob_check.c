@@ -57,11 +57,38 @@ static int tcp_pair(int port, int *srv, int inline_both)
 	return c;
 }
 
+/* The waits below go on through an EINTR: the SIGURG the test asks for may interrupt them
+ * (poll, select and epoll_wait are never restarted). */
 static int wait_ev(int fd, short ev, int ms)
 {
 	struct pollfd p = {.fd = fd, .events = ev};
+	int n;
 
-	return poll(&p, 1, ms) == 1 ? p.revents : 0;
+	while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR)
+		;
+	return n == 1 ? p.revents : 0;
+}
+
+static int select_except(int fd, fd_set *e)
+{
+	int n;
+
+	do {
+		struct timeval tv = {2, 0};
+		FD_ZERO(e);
+		FD_SET(fd, e);
+		n = select(fd + 1, NULL, NULL, e, &tv);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
+
+static int epoll_wait_one(int ep, struct epoll_event *out)
+{
+	int n;
+
+	while ((n = epoll_wait(ep, out, 1, 2000)) < 0 && errno == EINTR)
+		;
+	return n;
 }
 
 /* Send "ab", "c" urgent, "de" from fd. */
@@ -95,18 +122,14 @@ static void check_oob_reader(int fd, const char *who, int stack_side)
 
 	CHECK(rev & POLLPRI, "%s: poll reports POLLPRI (revents %#x)", who, rev);
 	if (stack_side) {
-		fd_set r, e;
-		struct timeval tv = {2, 0};
+		fd_set e;
 		struct epoll_event ev = {.events = EPOLLPRI}, out;
 		int ep = epoll_create1(0);
 
-		FD_ZERO(&r);
-		FD_ZERO(&e);
-		FD_SET(fd, &e);
-		CHECK(select(fd + 1, &r, NULL, &e, &tv) == 1 && FD_ISSET(fd, &e),
+		CHECK(select_except(fd, &e) == 1 && FD_ISSET(fd, &e),
 		      "%s: select reports it in exceptfds", who);
 		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-		CHECK(epoll_wait(ep, &out, 1, 2000) == 1 && (out.events & EPOLLPRI),
+		CHECK(epoll_wait_one(ep, &out) == 1 && (out.events & EPOLLPRI),
 		      "%s: epoll reports EPOLLPRI", who);
 		close(ep);
 	}
