@@ -585,7 +585,36 @@ static void arena_destroy(void)
 	sh = NULL;
 }
 
-/* The arena for a stack of cfg (the links take 9 bytes per buffer at most), with sh in it. */
+/*
+ * Where a stack's arena and region go: a new image after exec must find their addresses
+ * free, and a program image loads near the top of the address space (shared objects, mmap
+ * area) or around its executable (0x55..., or low for a non-PIE one, with its heap after it).
+ * 0x2000_0000_0000 to 0x2800_0000_0000 is neither (and above a sanitizer's shadow memory):
+ * a random 2 GiB slot there holds the arena, and the region 1 GiB in.
+ */
+#define PLACE_LOW   0x200000000000ull
+#define PLACE_SLOT  (1ull << 31)
+#define PLACE_SLOTS 4096u
+#define PLACE_TRIES 8
+
+static void *arena_map(int fd, size_t size)
+{
+	for (int i = 0; i < PLACE_TRIES; i++) {
+		uint64_t r = image_id_new();
+		void *want = (void *)(uintptr_t)(PLACE_LOW + (r % PLACE_SLOTS) * PLACE_SLOT);
+		void *p = mmap(want, size, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+
+		if (p == want)
+			return p;
+		if (p != MAP_FAILED)
+			munmap(p, size); /* a kernel that took it for a hint */
+	}
+	return mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+}
+
+/* The arena for a stack of cfg (the links take 9 bytes per buffer at most), with sh in it;
+ * the region is to go 1 GiB after it. */
 static struct onr_shared *arena_create(const struct onr_config *cfg)
 {
 	size_t size = ARENA_FIXED + sizeof(struct onr_shared) + 16 * (size_t)cfg->max_packets;
@@ -595,13 +624,12 @@ static struct onr_shared *arena_create(const struct onr_config *cfg)
 	if (fd < 0)
 		return NULL;
 	size = (size + 4095) & ~(size_t)4095;
-	a = ftruncate(fd, (off_t)size) == 0
-		? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-		: MAP_FAILED;
+	a = ftruncate(fd, (off_t)size) == 0 ? arena_map(fd, size) : MAP_FAILED;
 	if (a == MAP_FAILED) {
 		real_close(fd);
 		return NULL;
 	}
+	stack_region_place((uint8_t *)a + (1u << 30));
 	*a = (struct onr_arena){ARENA_MAGIC, a, size, NULL, {a, size, sizeof(*a)}};
 	link_arena_use(&a->alloc);
 	a->sh = link_shalloc(sizeof(*a->sh));
@@ -673,6 +701,7 @@ static void proc_start(void)
 		return;
 	}
 	rc = stack_rt_open(&sh->rt, &cfg, err, sizeof(err));
+	stack_region_place(NULL);
 	if (rc < 0) {
 		arena_destroy();
 		free(before);

@@ -188,6 +188,13 @@ static int region_publish(const char *tmp, const char *path)
 	return -EEXIST;
 }
 
+static void *place_at;
+
+void stack_region_place(void *addr)
+{
+	place_at = addr;
+}
+
 int stack_region_create(struct stack_region *r, const struct onr_config *cfg)
 {
 	struct onr_shm_header layout = {0};
@@ -212,7 +219,15 @@ int stack_region_create(struct stack_region *r, const struct onr_config *cfg)
 		goto out_unlink_tmp;
 	}
 	r->size = layout.region_size;
-	r->hdr = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+	r->hdr = MAP_FAILED;
+	if (place_at) /* where asked, if it is free; else where the kernel puts it */
+		r->hdr = mmap(place_at, r->size, PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_FIXED_NOREPLACE, r->fd, 0);
+	if (r->hdr == MAP_FAILED || (place_at && r->hdr != place_at)) {
+		if (r->hdr != MAP_FAILED)
+			munmap(r->hdr, r->size);
+		r->hdr = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+	}
 	if (r->hdr == MAP_FAILED) {
 		rc = -errno;
 		r->hdr = NULL;

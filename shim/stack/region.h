@@ -41,6 +41,11 @@ int stack_region_path(char *buf, size_t len, uid_t uid, const char *name);
  */
 int stack_region_create(struct stack_region *r, const struct onr_config *cfg);
 
+/* Where stack_region_create maps the next region, if that range is free (NULL: where the
+ * kernel likes). The preload library places a stack's memory away from where program
+ * images load, so that a new image after exec finds the addresses free (proc.c). */
+void stack_region_place(void *addr);
+
 /* Map an existing live region read-write (a process joining the stack). 0 or -errno:
  * -ENOENT, -EPROTO (not a region or another ABI major), -ESRCH (dead region). */
 int stack_region_attach(struct stack_region *r, const char *name);
